@@ -1,0 +1,27 @@
+# grokterm: `make run` opens the lab (creating .venv on first use); `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/grokterm run modadd-mlp
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check grokterm tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from grokterm.cli import main
+
+sys.exit(main())

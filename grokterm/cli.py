@@ -1,0 +1,243 @@
+"""The `grokterm` command: everything the lab does, headless.
+
+Start-up stays light: torch is imported only by `grokterm run` in the foreground.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+from grokterm.lab import Lab, LabError
+from grokterm.presets import ConfigError
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input: reported as one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def lab_from(args: argparse.Namespace) -> Lab:
+    root = args.lab or os.environ.get("GROKTERM_LAB") or "grokterm-lab"
+    return Lab(Path(root).expanduser())
+
+
+def dump_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str, allow_nan=False))
+
+
+def console():
+    from rich.console import Console
+
+    # Piped output is for reading later or grepping: don't squeeze tables to 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+# --- commands -----------------------------------------------------------------------------
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from grokterm import views
+    from grokterm.presets import list_presets, load_experiment
+
+    rows = []
+    for name in list_presets():
+        _, exp = load_experiment(name)
+        rows.append(views.preset_row(name, exp))
+    if args.json:
+        dump_json(rows)
+    else:
+        console().print(views.presets_table(rows))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from grokterm import launcher
+    from grokterm.presets import load_experiment
+
+    overrides = list(args.set or [])
+    if args.data_root:
+        overrides.append(f"task.data_root={json.dumps(args.data_root)}")
+    if args.name:
+        overrides.append(f"name={json.dumps(args.name)}")
+    preset, experiment = load_experiment(args.experiment, overrides)
+    lab = lab_from(args)
+    run_id = launcher.create_run(lab, experiment, preset)
+    if args.detach:
+        launcher.start_detached(lab, run_id)
+        print(run_id)
+        return 0
+    from grokterm.foreground import run_in_foreground
+
+    return run_in_foreground(lab, run_id, experiment, console())
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from grokterm import launcher, views
+
+    lab = lab_from(args)
+    runs = [launcher.live_view(lab, record) for record in lab.list_runs()]
+    if args.json:
+        dump_json(runs)
+    elif not runs:
+        print(f"no runs in {lab.root}")
+    else:
+        console().print(views.runs_table(runs))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from grokterm import launcher, views
+
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    view = launcher.live_view(lab, lab.get_run(run_id))
+    events, notes = lab.events(run_id), lab.notes(run_id)
+    if args.json:
+        dump_json({**view, "events": events, "notes": notes, "dir": str(lab.run_dir(run_id))})
+    else:
+        views.print_run(console(), view, events, notes, lab.run_dir(run_id))
+    return 0
+
+
+def cmd_note(args: argparse.Namespace) -> int:
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    text = args.text.strip()
+    if not text:
+        raise UsageError("note: the note is empty")
+    note = lab.add_note(text, run_id=run_id, step=args.step)
+    print(f"note {note['id']} added to {run_id}" + (f" at step {args.step}" if args.step else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    from grokterm import launcher
+
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    launcher.stop(lab, run_id)
+    print(f"asked {run_id} to stop; it checkpoints and ends as 'stopped'")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grokterm.lab.export import export_runs
+
+    lab = lab_from(args)
+    run_ids = [lab.resolve(ref) for ref in args.runs]
+    default = f"{run_ids[0]}.md" if len(run_ids) == 1 else "grokterm-export.md"
+    target = Path(args.output or default)
+    written = export_runs(lab, run_ids, target)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from grokterm import launcher, views
+
+    lab = lab_from(args)
+    run_ids = list(dict.fromkeys(lab.resolve(ref) for ref in args.runs))
+    if len(run_ids) < 2:
+        raise UsageError("compare: give at least two different runs")
+    runs = [launcher.live_view(lab, lab.get_run(run_id)) for run_id in run_ids]
+    comparison = views.compare(runs)
+    if args.json:
+        dump_json(comparison)
+    else:
+        views.print_comparison(console(), comparison)
+    return 0
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+# --- parser -----------------------------------------------------------------------------
+
+
+def build_parser() -> Parser:
+    lab_help = "lab directory (default: $GROKTERM_LAB, else ./grokterm-lab)"
+    parser = Parser(prog="grokterm", description="A terminal lab notebook for grokking research.")
+    parser.add_argument("--lab", metavar="PATH", help=lab_help)
+    # Subcommands accept --lab too; SUPPRESS keeps a top-level --lab from being reset to None.
+    common = Parser(add_help=False)
+    common.add_argument("--lab", metavar="PATH", default=argparse.SUPPRESS, help=lab_help)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    def add(name: str, func, help_text: str) -> Parser:
+        command = sub.add_parser(name, help=help_text, description=help_text, parents=[common])
+        command.set_defaults(func=func)
+        return command
+
+    p = add("presets", cmd_presets, "list the experiment presets")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("run", cmd_run, "run an experiment (a preset name or a TOML file)")
+    p.add_argument("experiment", metavar="PRESET|FILE")
+    p.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="override a field, e.g. optim.lr=3e-4"
+    )
+    p.add_argument("--detach", action="store_true", help="start in the background, print the id")
+    p.add_argument("--data-root", metavar="PATH", help="where MNIST lives (task.data_root)")
+    p.add_argument("--name", help="run name (default: the experiment's name)")
+
+    p = add("ls", cmd_ls, "list runs")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("show", cmd_show, "show one run: config, summary, events, notes")
+    p.add_argument("run", metavar="RUN", help="run id, its number, or a unique prefix")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = add("note", cmd_note, "add a note to a run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("text", metavar="TEXT")
+    p.add_argument("--step", type=non_negative, help="attach the note to this step")
+
+    p = add("stop", cmd_stop, "stop a running run (it checkpoints first)")
+    p.add_argument("run", metavar="RUN")
+
+    p = add("export", cmd_export, "export runs to Markdown with PNG charts")
+    p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("-o", "--output", metavar="FILE.md", help="Markdown file to write")
+
+    p = add("compare", cmd_compare, "compare runs: config diff and phase timings")
+    p.add_argument("runs", metavar="RUN", nargs="+")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 0
+        return args.func(args)
+    except (UsageError, ConfigError, LabError) as exc:
+        print(f"grokterm: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""The Experiment model: everything that defines a run, validated by pydantic.
+
+This module is imported by the CLI and the TUI, so it must stay light: no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODULAR_OPS = ("+", "-", "*", "/", "x^2+y^2", "x^2+xy+y^2", "x^3+xy")
+COMMUTATIVE_OPS = frozenset({"+", "*", "x^2+y^2", "x^2+xy+y^2"})
+
+
+class Section(BaseModel):
+    """Base for every config section: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def is_prime(n: int) -> bool:
+    if n < 2:
+        return False
+    return all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+# --- tasks -----------------------------------------------------------------------------
+
+
+class ModularTask(Section):
+    """(a op b) mod p over all pairs, split at random into train and test."""
+
+    kind: Literal["modular"] = "modular"
+    p: int = Field(97, ge=2, le=2000, description="modulus")
+    op: Literal[MODULAR_OPS] = Field("+", description="operation")  # type: ignore[valid-type]
+    train_fraction: float = Field(0.4, gt=0, lt=1, description="share of pairs used for training")
+
+    @model_validator(mode="after")
+    def _division_needs_prime(self) -> ModularTask:
+        if self.op == "/" and not is_prime(self.p):
+            raise ValueError(f"p={self.p} is not prime; division mod p needs a prime modulus")
+        return self
+
+
+class MnistTask(Section):
+    """A subset of MNIST through torchvision; the test set is the full 10k unless n_test."""
+
+    kind: Literal["mnist"] = "mnist"
+    n_train: int = Field(1000, ge=10, le=60000, description="first N training images")
+    n_test: int = Field(10000, ge=10, le=10000, description="first N test images")
+    data_root: str = Field("~/.cache/grokterm/mnist", description="torchvision MNIST root")
+    download: bool = Field(True, description="download MNIST when it is not in data_root")
+
+
+class DigitsTask(Section):
+    """scikit-learn's bundled 8x8 digits (1,797 images): an image task that needs no network."""
+
+    kind: Literal["digits"] = "digits"
+    n_train: int = Field(1000, ge=10, le=1700, description="training images; the rest are test")
+
+
+Task = Annotated[ModularTask | MnistTask | DigitsTask, Field(discriminator="kind")]
+
+# --- models ----------------------------------------------------------------------------
+
+
+class ModularMLP(Section):
+    """Learned embeddings of a and b (one shared table), concatenated, then an MLP."""
+
+    kind: Literal["mlp"] = "mlp"
+    embed_dim: int = Field(128, ge=1, le=4096)
+    hidden: list[Annotated[int, Field(ge=1, le=16384)]] = Field(default_factory=lambda: [256])
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    init_scale: float = Field(1.0, gt=0, description="multiply all parameters at init (α)")
+
+
+class ImageMLP(Section):
+    """A fully connected net for flattened images (Omnigrok's MNIST model)."""
+
+    kind: Literal["image_mlp"] = "image_mlp"
+    hidden: list[Annotated[int, Field(ge=1, le=16384)]] = Field(default_factory=lambda: [200, 200])
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    init_scale: float = Field(1.0, gt=0, description="multiply all parameters at init (α)")
+
+
+class TransformerModel(Section):
+    """A decoder-only transformer over the tokens [a, b, =] (Nanda's and Power's models)."""
+
+    kind: Literal["transformer"] = "transformer"
+    n_layers: int = Field(1, ge=1, le=2)
+    d_model: int = Field(128, ge=8, le=2048)
+    n_heads: int = Field(4, ge=1, le=64)
+    d_mlp: int = Field(512, ge=8, le=16384)
+    layer_norm: bool = Field(False, description="pre-LayerNorm in each block and before unembed")
+    init: Literal["torch", "nanda"] = Field("nanda", description="nanda: randn/sqrt(d) weights")
+    init_scale: float = Field(1.0, gt=0, description="multiply all parameters at init (α)")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> TransformerModel:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        return self
+
+
+Model = Annotated[ModularMLP | ImageMLP | TransformerModel, Field(discriminator="kind")]
+
+# --- training --------------------------------------------------------------------------
+
+
+class Optimizer(Section):
+    kind: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0, le=10)
+    weight_decay: float = Field(1.0, ge=0, le=100)
+    betas: tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] = (
+        0.9,
+        0.98,
+    )
+    eps: float = Field(1e-8, gt=0)
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
+    warmup_steps: int = Field(0, ge=0, description="linear lr warm-up from lr/warmup")
+
+
+class Schedule(Section):
+    steps: int = Field(5000, ge=1, le=100_000_000, description="optimizer steps")
+    batch_size: int = Field(0, ge=0, description="0 = full batch")
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    eval: Literal["every", "log"] = Field("every", description="probe cadence")
+    eval_every: int = Field(50, ge=1, description="probe every N steps (eval = every)")
+    eval_points: int = Field(200, ge=2, le=100_000, description="log-spaced probes (eval = log)")
+    checkpoint_every: int = Field(1000, ge=0, description="0 = only at the end")
+    constrain_weight_norm: bool = Field(
+        False, description="rescale θ to its initial norm after every step (Omnigrok)"
+    )
+
+
+class Probes(Section):
+    """Which probes run at each eval point; accuracy and loss always run."""
+
+    weight_norm: bool = Field(True, description="total, per-layer and last-layer norm")
+    cosine_distance: bool = Field(True, description="1 - cos(θ_t, θ_prev probe)")
+
+
+class Detector(Section):
+    """Phase thresholds (DESIGN §7); recorded with every event."""
+
+    confusion_end: float = Field(0.5, gt=0, le=1, description="t1: train acc ≥ this")
+    memorized: float = Field(0.99, gt=0, le=1, description="t2: train acc ≥ this")
+    comprehension_rise: float = Field(0.10, gt=0, le=1, description="t3: test acc rise")
+    generalized: float = Field(0.95, gt=0, le=1, description="t4: test acc ≥ this")
+    grokking_gap: int = Field(1000, ge=0, description="t4 - t2 > gap means grokking")
+
+
+class Experiment(Section):
+    name: str = Field("experiment", min_length=1, max_length=40, pattern=r"^[A-Za-z0-9._-]+$")
+    description: str = ""
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    tags: list[str] = Field(default_factory=list)
+    task: Task = Field(default_factory=ModularTask)
+    model: Model = Field(default_factory=ModularMLP)
+    optim: Optimizer = Field(default_factory=Optimizer)
+    schedule: Schedule = Field(default_factory=Schedule)
+    probes: Probes = Field(default_factory=Probes)
+    detector: Detector = Field(default_factory=Detector)
+
+    @field_validator("tags")
+    @classmethod
+    def _tags_are_words(cls, tags: list[str]) -> list[str]:
+        for tag in tags:
+            if not tag or len(tag) > 40 or any(c.isspace() for c in tag):
+                raise ValueError(f"tag {tag!r} must be 1-40 characters without spaces")
+        return tags
+
+    @model_validator(mode="after")
+    def _model_fits_task(self) -> Experiment:
+        modular = self.task.kind == "modular"
+        if modular and self.model.kind == "image_mlp":
+            raise ValueError("model.kind image_mlp needs an image task (mnist or digits)")
+        if not modular and self.model.kind != "image_mlp":
+            raise ValueError(f"task.kind {self.task.kind} needs model.kind image_mlp")
+        return self
+
+    def eval_steps(self) -> list[int]:
+        """The steps at which probes run: step 0 (init), the cadence, and the last step."""
+        total = self.schedule.steps
+        if self.schedule.eval == "every":
+            steps = set(range(0, total + 1, self.schedule.eval_every))
+        else:
+            steps = log_spaced_steps(total, self.schedule.eval_points)
+        steps.add(total)
+        return sorted(steps)
+
+
+def log_spaced_steps(total: int, points: int) -> set[int]:
+    """Roughly `points` integer steps from 0 to total, evenly spaced in log(step+1)."""
+    top = math.log(total + 1)
+    return {int(round(math.exp(top * i / (points - 1)))) - 1 for i in range(points)}

@@ -1,0 +1,1 @@
+"""Training engine: tasks, models, the loop, the run process. Imported only by run processes."""

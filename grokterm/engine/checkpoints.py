@@ -1,0 +1,96 @@
+"""Checkpoints: model, optimizer, scheduler, sampler and RNG state at a step.
+
+Files are written atomically and loaded with weights_only=True (no pickled code runs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from grokterm.engine.models import build_model
+from grokterm.engine.tasks import task_shape
+
+if TYPE_CHECKING:
+    from grokterm.engine.loop import Session
+
+
+def checkpoint_path(folder: Path, step: int) -> Path:
+    return folder / f"step-{step:09d}.pt"
+
+
+def list_checkpoints(folder: Path) -> dict[int, Path]:
+    found = {}
+    for path in folder.glob("step-*.pt"):
+        try:
+            found[int(path.stem.removeprefix("step-"))] = path
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
+def save_checkpoint(session: Session, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {
+        "step": session.step,
+        "model": session.model.state_dict(),
+        "optimizer": session.optimizer.state_dict(),
+        "scheduler": session.scheduler.state_dict(),
+        "sampler": session.sampler.state(),
+        "torch_rng": torch.get_rng_state(),
+        "initial_norm": session.initial_norm,
+        "previous_params": session.previous_params,
+    }
+    if session.device.type == "cuda":
+        state["cuda_rng"] = torch.cuda.get_rng_state(session.device)
+    path = checkpoint_path(folder, session.step)
+    temp = path.with_name(f".{path.name}.tmp")
+    with open(temp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    return path
+
+
+def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def restore(session: Session, state: dict[str, Any]) -> None:
+    session.model.load_state_dict(state["model"])
+    session.optimizer.load_state_dict(state["optimizer"])
+    session.scheduler.load_state_dict(state["scheduler"])
+    session.sampler.load(state["sampler"])
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if "cuda_rng" in state and session.device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), session.device)
+    session.initial_norm = float(state["initial_norm"])
+    session.previous_params = state["previous_params"]
+    session.step = int(state["step"])
+
+
+def load_model(run_dir: Path, step: int | None = None, device: str = "cpu") -> torch.nn.Module:
+    """The run's model with the weights of the checkpoint at `step` (default: the last)."""
+    from grokterm.lab import LabError
+    from grokterm.presets import build_experiment, read_toml
+
+    experiment = build_experiment(read_toml(run_dir / "experiment.toml"))
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise LabError(f"{run_dir.name} has no checkpoints yet")
+    if step is None:
+        step = max(found)
+    if step not in found:
+        raise LabError(f"{run_dir.name} has no checkpoint at step {step} (have: {list(found)})")
+    vocab_size, input_dim, n_classes = task_shape(experiment.task)
+    model = build_model(
+        experiment.model, vocab_size=vocab_size, input_dim=input_dim, n_classes=n_classes
+    )
+    state = load_checkpoint(found[step], device)
+    model.to(device=device, dtype=getattr(torch, experiment.dtype))
+    model.load_state_dict(state["model"])
+    return model.eval()

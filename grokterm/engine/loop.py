@@ -1,0 +1,278 @@
+"""The training loop: seeded, checkpointed, stoppable, probing at its cadence.
+
+It reports through a `Recorder` (metric records, events, heartbeats, the end of the run),
+so the same loop serves a foreground CLI run, a detached worker process and a benchmark.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from grokterm.config import COMMUTATIVE_OPS, Experiment, ModularTask
+from grokterm.engine.checkpoints import save_checkpoint
+from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
+from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
+from grokterm.phases import PhaseDetector
+from grokterm.probes import basic
+
+
+class Recorder(Protocol):
+    def started(self, device: str, start_step: int) -> None: ...
+    def record(self, record: dict[str, Any]) -> None: ...
+    def events(self, events: list[dict[str, Any]]) -> None: ...
+    def heartbeat(self, step: int, probe: dict[str, Any]) -> None: ...
+    def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None: ...
+
+
+class StopFlag:
+    """Set by a signal handler; the loop checks it once per step."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+    def request(self, reason: str) -> None:
+        self.reason = reason
+
+
+HEARTBEAT_SECONDS = 1.0
+
+
+class DeviceError(Exception):
+    pass
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise DeviceError("device = cuda, but torch sees no CUDA device here (try device=auto)")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def loss_function(kind: str, n_classes: int):
+    if kind == "cross_entropy":
+        return nn.functional.cross_entropy
+
+    def mse_to_one_hot(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        one_hot = nn.functional.one_hot(targets, n_classes).to(logits.dtype)
+        return nn.functional.mse_loss(logits, one_hot)
+
+    return mse_to_one_hot
+
+
+def build_optimizer(exp: Experiment, model: nn.Module) -> torch.optim.Optimizer:
+    o = exp.optim
+    if o.kind == "adamw":
+        return torch.optim.AdamW(
+            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
+    if o.kind == "adam":
+        return torch.optim.Adam(
+            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+        )
+    return torch.optim.SGD(
+        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
+    )
+
+
+def build_scheduler(exp: Experiment, optimizer: torch.optim.Optimizer):
+    warmup = exp.optim.warmup_steps
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / warmup) if warmup else 1.0
+    )
+
+
+class BatchSampler:
+    """Full batch, or shuffled minibatches epoch by epoch from a seeded generator."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n = n
+        self.batch_size = batch_size if 0 < batch_size < n else 0
+        self.generator = torch.Generator().manual_seed(seed + 1)
+        self.order = torch.randperm(n, generator=self.generator) if self.batch_size else None
+        self.position = 0
+
+    def next(self) -> torch.Tensor | None:
+        """Indices of the next batch; None means the whole training set."""
+        if not self.batch_size:
+            return None
+        if self.position + self.batch_size > self.n:
+            self.order = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        batch = self.order[self.position : self.position + self.batch_size]
+        self.position += self.batch_size
+        return batch
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "generator": self.generator.get_state(),
+            "order": self.order if self.order is not None else torch.empty(0),
+            "position": self.position,
+        }
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.generator.set_state(state["generator"])
+        self.order = state["order"] if self.batch_size else None
+        self.position = int(state["position"])
+
+
+@dataclass
+class Session:
+    """Everything a run needs, built from an Experiment."""
+
+    exp: Experiment
+    device: torch.device
+    data: Dataset
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    sampler: BatchSampler
+    loss_fn: Any
+    initial_norm: float
+    swap_seen: torch.Tensor | None = None
+    step: int = 0
+    previous_params: torch.Tensor | None = None
+    eval_steps: set[int] = field(default_factory=set)
+
+
+def build_session(exp: Experiment) -> Session:
+    torch.manual_seed(exp.seed)
+    device = pick_device(exp.device)
+    dtype = getattr(torch, exp.dtype)
+    data = make_dataset(exp.task, exp.seed).to(device, dtype)
+    model = build_model(
+        exp.model, vocab_size=data.vocab_size, input_dim=data.input_dim, n_classes=data.n_classes
+    ).to(device=device, dtype=dtype)
+    optimizer = build_optimizer(exp, model)
+    swap_seen = None
+    if isinstance(exp.task, ModularTask) and exp.task.op in COMMUTATIVE_OPS:
+        swap_seen = swapped_pair_in_train(data).to(device)
+    return Session(
+        exp=exp,
+        device=device,
+        data=data,
+        model=model,
+        optimizer=optimizer,
+        scheduler=build_scheduler(exp, optimizer),
+        sampler=BatchSampler(len(data.train_x), exp.schedule.batch_size, exp.seed),
+        loss_fn=loss_function(exp.schedule.loss, data.n_classes),
+        initial_norm=weight_norm(model).item(),
+        swap_seen=swap_seen,
+        eval_steps=set(exp.eval_steps()),
+    )
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+def probe(session: Session) -> dict[str, Any]:
+    exp, model = session.exp, session.model
+    out = basic.accuracy_probe(model, session.data, session.loss_fn, session.swap_seen)
+    if exp.probes.weight_norm:
+        out.update(basic.weight_norm_probe(model))
+    if exp.probes.cosine_distance:
+        params = basic.flat_parameters(model)
+        if session.previous_params is not None:
+            out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
+        session.previous_params = params.clone()
+    return out
+
+
+def train_step(session: Session) -> float:
+    data, model = session.data, session.model
+    batch = session.sampler.next()
+    x, y = (
+        (data.train_x, data.train_y)
+        if batch is None
+        else (data.train_x[batch], data.train_y[batch])
+    )
+    loss = session.loss_fn(model(x), y)
+    session.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    session.optimizer.step()
+    session.scheduler.step()
+    if session.exp.schedule.constrain_weight_norm:
+        rescale_to_norm(model, session.initial_norm)
+    session.step += 1
+    return loss.item()
+
+
+@dataclass
+class Outcome:
+    status: str
+    step: int
+    summary: dict[str, Any]
+    reason: str = ""
+
+
+def run_training(
+    session: Session,
+    recorder: Recorder,
+    checkpoints: Path,
+    stop: StopFlag,
+    detector: PhaseDetector | None = None,
+) -> Outcome:
+    """Train from session.step to the end of the schedule (or a stop, or divergence)."""
+    exp = session.exp
+    detector = detector or PhaseDetector(exp.detector)
+    total, every = exp.schedule.steps, exp.schedule.checkpoint_every
+    recorder.started(str(session.device), session.step)
+    session.model.train()
+    last_probe: dict[str, Any] = {}
+    best_test = -math.inf
+    started = time.monotonic()
+    first_step = session.step
+    next_beat = started + HEARTBEAT_SECONDS
+    if session.step == 0 and 0 in session.eval_steps:
+        last_probe = probe(session)
+        recorder.record({"step": 0, **last_probe})
+        recorder.events(detector.update(0, last_probe))
+    status, reason = "finished", ""
+    while session.step < total:
+        if stop.reason:
+            status, reason = "stopped", stop.reason
+            break
+        loss = train_step(session)
+        record: dict[str, Any] = {"step": session.step, "loss": loss}
+        if not math.isfinite(loss):
+            recorder.record(record)
+            status, reason = "diverged", f"training loss became {loss} at step {session.step}"
+            break
+        if session.step in session.eval_steps:
+            last_probe = probe(session)
+            best_test = max(best_test, last_probe["test_acc"])
+            record.update(last_probe)
+            recorder.record(record)
+            recorder.events(detector.update(session.step, last_probe))
+        else:
+            recorder.record(record)
+        if every and session.step % every == 0:
+            save_checkpoint(session, checkpoints)
+        now = time.monotonic()
+        if now >= next_beat:
+            recorder.heartbeat(session.step, {"loss": loss, **last_probe})
+            next_beat = now + HEARTBEAT_SECONDS
+    elapsed = time.monotonic() - started
+    if status != "diverged" and not (every and session.step % every == 0 and session.step):
+        save_checkpoint(session, checkpoints)
+    if status == "finished":
+        recorder.events(detector.finish(session.step))
+    summary = {
+        **detector.summary(),
+        **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
+        "weight_norm": last_probe.get("weight_norm"),
+        "best_test_acc": best_test if math.isfinite(best_test) else None,
+        "steps_per_second": (session.step - first_step) / elapsed if elapsed > 0 else None,
+        "train_seconds": round(elapsed, 3),
+        "device": str(session.device),
+    }
+    outcome = Outcome(status, session.step, summary, reason)
+    recorder.finished(outcome.status, outcome.step, outcome.summary, outcome.reason)
+    return outcome

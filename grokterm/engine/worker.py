@@ -1,0 +1,181 @@
+"""A run's process: read the run's experiment.toml, train, write everything to the lab.
+
+`python -m grokterm.engine.worker --lab LAB RUN_ID` is what a detached run executes; a
+foreground `grokterm run` calls `execute` in its own process with extra hooks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from grokterm.config import Experiment
+from grokterm.lab import Lab, MetricStream, write_json_atomic
+from grokterm.presets import build_experiment, read_toml
+
+EventHook = Callable[[dict[str, Any]], None]
+BeatHook = Callable[[int, dict[str, Any]], None]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class LabRecorder:
+    """Writes a run's stream, status.json heartbeat, events and final record."""
+
+    def __init__(
+        self,
+        lab: Lab,
+        run_id: str,
+        experiment: Experiment,
+        on_event: EventHook | None = None,
+        on_beat: BeatHook | None = None,
+    ):
+        self.lab = lab
+        self.run_id = run_id
+        self.run_dir = lab.run_dir(run_id)
+        self.total = experiment.schedule.steps
+        self.stream = MetricStream(self.run_dir / "metrics.jsonl")
+        self.on_event = on_event
+        self.on_beat = on_beat
+        self.device = ""
+        self.host = socket.gethostname()
+        self.last_step = 0
+
+    def write_status(self, status: str, step: int, extra: dict[str, Any] | None = None) -> None:
+        write_json_atomic(
+            self.run_dir / "status.json",
+            {
+                "status": status,
+                "pid": os.getpid(),
+                "host": self.host,
+                "device": self.device,
+                "heartbeat": time.time(),
+                "step": step,
+                "total": self.total,
+                **(extra or {}),
+            },
+        )
+
+    def started(self, device: str, start_step: int) -> None:
+        self.device = device
+        self.lab.update_run(
+            self.run_id,
+            status="running",
+            started=now_iso(),
+            ended=None,
+            reason=None,
+            device=device,
+            pid=os.getpid(),
+            host=self.host,
+        )
+        self.write_status("running", start_step)
+
+    def record(self, record: dict[str, Any]) -> None:
+        self.last_step = record["step"]
+        self.stream.append(record)
+
+    def events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        self.stream.flush()
+        self.lab.add_events(self.run_id, events)
+        if self.on_event:
+            for event in events:
+                self.on_event(event)
+
+    def heartbeat(self, step: int, probe: dict[str, Any]) -> None:
+        latest = {k: probe[k] for k in ("loss", "train_acc", "test_acc") if k in probe}
+        self.write_status("running", step, {"latest": latest})
+        if self.on_beat:
+            self.on_beat(step, probe)
+
+    def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None:
+        self.stream.close()
+        self.lab.update_run(
+            self.run_id,
+            status=status,
+            step=step,
+            summary=summary,
+            reason=reason or None,
+            ended=now_iso(),
+        )
+        self.write_status(status, step, {"reason": reason})
+
+
+def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
+    path = lab.run_dir(run_id) / "experiment.toml"
+    return build_experiment(read_toml(path), origin=str(path))
+
+
+def install_stop_handlers(stop) -> None:
+    def handle(signum, _frame):
+        stop.request(f"stopped by {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
+class UserError(Exception):
+    """A problem the user can fix (missing data, no CUDA); reported without a traceback."""
+
+
+def execute(
+    lab: Lab,
+    run_id: str,
+    on_event: EventHook | None = None,
+    on_beat: BeatHook | None = None,
+):
+    """Train the run to its end; always leaves the run record in a final status."""
+    from grokterm.engine import loop
+    from grokterm.engine.tasks import DataError
+
+    try:
+        experiment = load_run_experiment(lab, run_id)
+    except Exception as exc:
+        lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
+        raise UserError(str(exc)) from None
+    recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
+    stop = loop.StopFlag()
+    install_stop_handlers(stop)
+    try:
+        session = loop.build_session(experiment)
+        return loop.run_training(session, recorder, lab.run_dir(run_id) / "checkpoints", stop)
+    except (DataError, loop.DeviceError) as exc:
+        recorder.finished("crashed", recorder.last_step, {}, str(exc))
+        raise UserError(str(exc)) from None
+    except BaseException as exc:
+        reason = f"{type(exc).__name__}: {exc}".strip()
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        recorder.finished("crashed", recorder.last_step, {}, reason)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grokterm-worker")
+    parser.add_argument("--lab", required=True)
+    parser.add_argument("run_id")
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        outcome = execute(Lab(Path(args.lab)), args.run_id)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BaseException:
+        return 1
+    return 0 if outcome.status in ("finished", "stopped") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""`grokterm run` without --detach: train in this process behind a rich progress bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from grokterm.config import Experiment
+from grokterm.lab import Lab
+
+
+def progress_bar(out: Console) -> Progress:
+    return Progress(
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("train {task.fields[train]} test {task.fields[test]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=out,
+        transient=False,
+    )
+
+
+def run_in_foreground(lab: Lab, run_id: str, experiment: Experiment, out: Console) -> int:
+    from grokterm.engine.worker import UserError, execute
+
+    total = experiment.schedule.steps
+    out.print(f"run [bold]{run_id}[/] in {lab.root}  (Ctrl-C stops it cleanly with a checkpoint)")
+    with progress_bar(out) as progress:
+        bar = progress.add_task(run_id, total=total, rate="", train="–", test="–")
+
+        def on_event(event: dict[str, Any]) -> None:
+            progress.console.print(
+                f"  step {event['step']:>7}  {event['kind']:<8} {event['detail']}"
+            )
+
+        def on_beat(step: int, probe: dict[str, Any]) -> None:
+            task = progress.tasks[bar]
+            rate = f"{task.speed:,.0f} steps/s" if task.speed else ""
+            progress.update(
+                bar,
+                completed=step,
+                rate=rate,
+                train=_pct(probe.get("train_acc")),
+                test=_pct(probe.get("test_acc")),
+            )
+
+        try:
+            outcome = execute(lab, run_id, on_event=on_event, on_beat=on_beat)
+        except UserError as exc:
+            out.print(f"[red]error:[/] {exc}")
+            return 1
+        progress.update(bar, completed=outcome.step)
+    summary = outcome.summary
+    out.print(
+        f"{run_id} {outcome.status} at step {outcome.step}"
+        + (f": {outcome.reason}" if outcome.reason else "")
+    )
+    if summary.get("phase"):
+        marks = "  ".join(f"{k}={summary[k]}" for k in ("t1", "t2", "t3", "t4") if summary.get(k))
+        out.print(f"outcome: [bold]{summary['phase']}[/]  {marks}")
+    if summary.get("steps_per_second"):
+        out.print(
+            f"train {_pct(summary.get('train_acc'))}  test {_pct(summary.get('test_acc'))}  "
+            f"{summary['steps_per_second']:,.0f} steps/s on {summary['device']}"
+        )
+    return 0 if outcome.status in ("finished", "stopped") else 1
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:6.1%}"

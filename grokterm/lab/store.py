@@ -1,0 +1,391 @@
+"""The lab log: the one door to ``lablog.json``.
+
+TinyDB holds the records a researcher reads (runs, notes, detected events). Every write
+is a read-modify-write of the whole file, done under a cross-process file lock and made
+durable with an atomic replace, so a crash at any moment leaves either the old or the
+new file, never a torn one. Reads take no lock: the atomic replace already guarantees a
+complete snapshot, and a read-only command must not create files in the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import filelock
+from tinydb import Query, TinyDB
+from tinydb.storages import Storage
+from tinydb.table import Document
+
+RUN_STATUSES = ("queued", "running", "finished", "stopped", "crashed", "diverged")
+
+LOCK_TIMEOUT = 60.0
+_NAME_MAX = 40
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_FROZEN_RUN_FIELDS = frozenset({"id", "seq"})
+_EVENT_FIELDS = ("step", "kind", "detail", "thresholds")
+
+
+class LabError(Exception):
+    """A lab-log problem, phrased as one line the user can act on."""
+
+
+class RunNotFound(LabError):
+    """No run matches the given id or reference."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+# -- atomic files ------------------------------------------------------------------------
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable. Some filesystems refuse fsync on a directory;
+    # the rename is still atomic there, only its durability is up to the OS.
+    with suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        return 0o644
+
+
+def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file only."""
+    target = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as tmp:
+            os.fchmod(tmp.fileno(), _mode_for(target))
+            tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with suppress(OSError):
+            os.unlink(tmp_name)
+        raise
+    _fsync_dir(target.parent)
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
+    # Encode before touching the disk so an unserialisable object leaves no trace.
+    data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    write_bytes_atomic(path, data)
+
+
+def _temp_files_of(path: Path) -> list[Path]:
+    return list(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+# -- TinyDB storage ----------------------------------------------------------------------
+
+
+class AtomicJSONStorage(Storage):
+    """TinyDB storage that never leaves a half-written file and refuses a corrupt one."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def read(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return None
+        if not raw.strip():
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError as err:
+            self._refuse_corrupt(raw, _describe_decode_error(err))
+        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
+            self._refuse_corrupt(raw, "top level is not an object of tables")
+        return data
+
+    def write(self, data: dict[str, dict[str, Any]]) -> None:
+        write_json_atomic(self.path, data)
+
+    def _refuse_corrupt(self, raw: bytes, why: str) -> NoReturn:
+        try:
+            backup = f"a copy was kept at {_backup_corrupt(self.path, raw)}"
+        except OSError as err:
+            backup = f"no copy could be kept: {err.strerror or err}"
+        raise LabError(f"{self.path} is corrupt ({why}); {backup}")
+
+
+def _describe_decode_error(err: ValueError) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno} column {err.colno}"
+    return "not valid UTF-8"
+
+
+def _backup_corrupt(path: Path, raw: bytes) -> Path:
+    """Copy the corrupt bytes beside ``path``, once per distinct corrupt content."""
+    for existing in sorted(path.parent.glob(f"{path.name}.corrupt-*")):
+        with suppress(OSError):
+            if existing.read_bytes() == raw:
+                return existing
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
+    counter = 1
+    while backup.exists():
+        counter += 1
+        backup = path.with_name(f"{path.name}.corrupt-{stamp}-{counter}")
+    write_bytes_atomic(backup, raw)
+    return backup
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def sanitize_name(name: str) -> str:
+    """A run name reduced to [A-Za-z0-9._-], at most 40 characters, never empty."""
+    cleaned = _UNSAFE_NAME_CHARS.sub("-", name).strip("-.")[:_NAME_MAX].strip("-.")
+    return cleaned or "run"
+
+
+def _plain(doc: Document) -> dict[str, Any]:
+    return dict(doc)
+
+
+def _by_id(run_id: str):
+    return Query().id == run_id
+
+
+# -- the lab -----------------------------------------------------------------------------
+
+
+class Lab:
+    """A lab directory: ``lablog.json`` (runs, notes, events) and ``runs/<id>/``."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser()
+        self.runs_dir = self.root / "runs"
+        self.lablog_path = self.root / "lablog.json"
+        self._lock_path = self.root / "lablog.lock"
+
+    def __repr__(self) -> str:
+        return f"Lab({str(self.root)!r})"
+
+    @property
+    def exists(self) -> bool:
+        return self.lablog_path.exists()
+
+    # -- sessions ----------------------------------------------------------------------
+
+    @contextmanager
+    def _reading(self) -> Iterator[TinyDB | None]:
+        if not self.lablog_path.exists():
+            yield None
+            return
+        db = TinyDB(self.lablog_path, storage=AtomicJSONStorage)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _writing(self) -> Iterator[TinyDB]:
+        # A fresh TinyDB per operation: Table caches the next doc id, so a long-lived
+        # instance would reuse ids that another process has taken meanwhile.
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(self._lock_path, timeout=LOCK_TIMEOUT)
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            raise LabError(
+                f"the lab log is locked by another process ({self._lock_path}) "
+                f"for over {LOCK_TIMEOUT:.0f} s"
+            ) from None
+        try:
+            self._remove_orphan_temp_files()
+            db = TinyDB(self.lablog_path, storage=AtomicJSONStorage)
+            try:
+                yield db
+            finally:
+                db.close()
+        finally:
+            lock.release()
+
+    def _remove_orphan_temp_files(self) -> None:
+        # Only a writer holding the lock creates lablog temp files, so under the lock any
+        # that exist were left by a process killed mid-write.
+        for orphan in _temp_files_of(self.lablog_path):
+            with suppress(OSError):
+                orphan.unlink()
+
+    def _table_rows(self, name: str) -> list[Document]:
+        with self._reading() as db:
+            return [] if db is None else db.table(name).all()
+
+    # -- runs --------------------------------------------------------------------------
+
+    def create_run(
+        self, name: str, preset: str | None, config: dict, tags: list[str]
+    ) -> dict[str, Any]:
+        """Register a queued run, allocate its id and create its directories."""
+        clean = sanitize_name(name)
+        with self._writing() as db:
+            runs = db.table("runs")
+            seq = 1 + max((row["seq"] for row in runs.all()), default=0)
+            # A directory may survive a lost or replaced lab log: never reuse it.
+            while (self.runs_dir / f"{clean}-{seq}").exists():
+                seq += 1
+            run = {
+                "id": f"{clean}-{seq}",
+                "seq": seq,
+                "name": name,
+                "preset": preset,
+                "config": config,
+                "tags": list(tags),
+                "status": "queued",
+                "created": now_iso(),
+                "started": None,
+                "ended": None,
+                "step": 0,
+                "summary": {},
+                "reason": None,
+            }
+            (self.runs_dir / run["id"] / "checkpoints").mkdir(parents=True)
+            runs.insert(run)
+        return run
+
+    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+        """Replace the given top-level fields of a run; returns the updated run."""
+        _check_run_fields(fields)
+        if not self.lablog_path.exists():
+            raise self._not_found(run_id)
+        with self._writing() as db:
+            runs = db.table("runs")
+            if not runs.update(fields, _by_id(run_id)):
+                raise self._not_found(run_id)
+            return _plain(runs.get(_by_id(run_id)))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        with self._reading() as db:
+            row = None if db is None else db.table("runs").get(_by_id(run_id))
+        if row is None:
+            raise self._not_found(run_id)
+        return _plain(row)
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        return sorted((_plain(r) for r in self._table_rows("runs")), key=lambda r: r["seq"])
+
+    def resolve(self, ref: str) -> str:
+        """Turn a user's reference (id, sequence number or id prefix) into a run id."""
+        runs = self.list_runs()
+        ids = [run["id"] for run in runs]
+        if ref in ids:
+            return ref
+        if ref.isdigit():
+            by_seq = [run["id"] for run in runs if run["seq"] == int(ref)]
+            if by_seq:
+                return by_seq[0]
+        matches = [run_id for run_id in ids if run_id.startswith(ref)] if ref else []
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise LabError(f"'{ref}' is ambiguous: {', '.join(matches)}")
+        raise self._not_found(ref)
+
+    def run_dir(self, run_id: str) -> Path:
+        if sanitize_name(run_id) != run_id:
+            raise LabError(f"'{run_id}' is not a valid run id")
+        return self.runs_dir / run_id
+
+    def _not_found(self, ref: str) -> RunNotFound:
+        return RunNotFound(f"no run '{ref}' in {self.root}")
+
+    def _require_run(self, db: TinyDB, run_id: str) -> None:
+        if not db.table("runs").contains(_by_id(run_id)):
+            raise self._not_found(run_id)
+
+    # -- notes -------------------------------------------------------------------------
+
+    def add_note(
+        self, text: str, run_id: str | None = None, step: int | None = None
+    ) -> dict[str, Any]:
+        """Add a note on a run (optionally at a step) or on the lab as a whole."""
+        if run_id is not None and not self.lablog_path.exists():
+            raise self._not_found(run_id)
+        with self._writing() as db:
+            if run_id is not None:
+                self._require_run(db, run_id)
+            notes = db.table("notes")
+            note_id = 1 + max((row.doc_id for row in notes.all()), default=0)
+            note = {"id": note_id, "run": run_id, "step": step, "text": text, "time": now_iso()}
+            notes.insert(Document(note, doc_id=note_id))
+        return note
+
+    def notes(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Notes in time order: all of them, or those of one run."""
+        rows = [
+            _plain(row)
+            for row in self._table_rows("notes")
+            if run_id is None or row["run"] == run_id
+        ]
+        return sorted(rows, key=lambda n: (n["time"], n["id"]))
+
+    # -- events ------------------------------------------------------------------------
+
+    def add_events(self, run_id: str, events: list[dict[str, Any]]) -> None:
+        """Record detected events of a run in one locked write."""
+        if not events:
+            return
+        for event in events:
+            _check_event(event)
+        if not self.lablog_path.exists():
+            raise self._not_found(run_id)
+        time = now_iso()
+        with self._writing() as db:
+            self._require_run(db, run_id)
+            db.table("events").insert_multiple(
+                {**event, "run": run_id, "time": time} for event in events
+            )
+
+    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Events ordered by step, then by the order they were recorded."""
+        rows = [row for row in self._table_rows("events") if run_id is None or row["run"] == run_id]
+        rows.sort(key=lambda row: (row["step"], row.doc_id))
+        return [_plain(row) for row in rows]
+
+    def delete_events(self, run_id: str, after_step: int) -> int:
+        """Remove a run's events past ``after_step`` (a resume discards them)."""
+        if not self.lablog_path.exists():
+            return 0
+        event = Query()
+        with self._writing() as db:
+            removed = db.table("events").remove((event.run == run_id) & (event.step > after_step))
+        return len(removed)
+
+
+def _check_run_fields(fields: dict[str, Any]) -> None:
+    frozen = _FROZEN_RUN_FIELDS.intersection(fields)
+    if frozen:
+        raise LabError(f"a run's {', '.join(sorted(frozen))} cannot be changed")
+    status = fields.get("status")
+    if "status" in fields and status not in RUN_STATUSES:
+        raise LabError(f"unknown run status '{status}' (one of: {', '.join(RUN_STATUSES)})")
+
+
+def _check_event(event: dict[str, Any]) -> None:
+    missing = [key for key in _EVENT_FIELDS if key not in event]
+    if missing:
+        raise LabError(f"event {event!r} lacks {', '.join(missing)}")

@@ -1,0 +1,119 @@
+"""Start, stop and inspect run processes (the local-process backend).
+
+The interface is small on purpose (create, start, stop, live status of a run directory) so
+another backend can stand behind it later. No torch here: the TUI imports this module.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from grokterm.config import Experiment
+from grokterm.lab import Lab, LabError
+from grokterm.presets import experiment_to_toml
+
+STALE_AFTER_SECONDS = 10.0  # a heartbeat older than this (10 periods) with no process = crashed
+
+
+def create_run(lab: Lab, experiment: Experiment, preset: str | None) -> str:
+    """Record a queued run and write its exact config to runs/<id>/experiment.toml."""
+    from grokterm.lab.store import write_bytes_atomic
+
+    record = lab.create_run(
+        experiment.name, preset, experiment.model_dump(mode="json"), list(experiment.tags)
+    )
+    write_bytes_atomic(
+        lab.run_dir(record["id"]) / "experiment.toml", experiment_to_toml(experiment).encode()
+    )
+    return record["id"]
+
+
+def worker_command(lab: Lab, run_id: str) -> list[str]:
+    return [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab.root), run_id]
+
+
+def start_detached(lab: Lab, run_id: str) -> int:
+    """Start the run in its own session (it outlives the terminal); stderr goes to run.log."""
+    run_dir = lab.run_dir(run_id)
+    with open(run_dir / "run.log", "ab") as log:
+        process = subprocess.Popen(
+            worker_command(lab, run_id),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    lab.update_run(run_id, pid=process.pid, host=socket.gethostname())
+    return process.pid
+
+
+def read_status(lab: Lab, run_id: str) -> dict[str, Any]:
+    try:
+        return json.loads((lab.run_dir(run_id) / "status.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
+    """The run record merged with its status.json; a silent, vanished process is 'crashed'."""
+    view = dict(record)
+    status = read_status(lab, record["id"])
+    if record["status"] in ("queued", "running") and status:
+        view["step"] = status.get("step", view.get("step", 0))
+        view["latest"] = status.get("latest", {})
+        view["heartbeat"] = status.get("heartbeat")
+        same_host = status.get("host") in (None, socket.gethostname())
+        stale = time.time() - float(status.get("heartbeat") or 0) > STALE_AFTER_SECONDS
+        if stale and same_host and not pid_alive(status.get("pid")):
+            view["status"] = "crashed"
+            view["reason"] = "the run process disappeared (no heartbeat, pid gone)"
+    elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
+        view["status"] = "crashed"
+        view["reason"] = "the run process exited before it started; see run.log"
+    view["total"] = record.get("config", {}).get("schedule", {}).get("steps")
+    return view
+
+
+def stop(lab: Lab, run_id: str) -> None:
+    """Ask a running run to stop: it checkpoints and ends as 'stopped'."""
+    record = lab.get_run(run_id)
+    pid = read_status(lab, run_id).get("pid") or record.get("pid")
+    if record["status"] not in ("queued", "running") or not pid_alive(pid):
+        raise LabError(f"run {run_id} is not running (status {record['status']})")
+    os.kill(pid, signal.SIGTERM)
+
+
+def wait_until_done(lab: Lab, run_id: str, timeout: float) -> dict[str, Any]:
+    """Poll until the run leaves queued/running (for scripts and tests)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = live_view(lab, lab.get_run(run_id))
+        if view["status"] not in ("queued", "running") or time.monotonic() > deadline:
+            return view
+        time.sleep(0.2)
+
+
+def run_log(lab: Lab, run_id: str) -> Path:
+    return lab.run_dir(run_id) / "run.log"

@@ -1,0 +1,1 @@
+"""Probes: named scalars computed from a model at its eval points."""

@@ -1,0 +1,176 @@
+"""What the CLI prints: run tables, one run, comparisons. Data first, then rich rendering."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from grokterm.config import Experiment
+
+PHASE_MARKS = ("t1", "t2", "t3", "t4")
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def preset_row(name: str, exp: Experiment) -> dict[str, Any]:
+    task = exp.task
+    task_text = f"{task.kind}"
+    if task.kind == "modular":
+        task_text = f"(a{task.op}b) mod {task.p}, {task.train_fraction:.0%} train"
+    elif task.kind in ("mnist", "digits"):
+        task_text = f"{task.kind}, {task.n_train} train"
+    return {
+        "name": name,
+        "task": task_text,
+        "model": exp.model.kind,
+        "steps": exp.schedule.steps,
+        "description": exp.description,
+    }
+
+
+def presets_table(rows: list[dict[str, Any]]) -> Table:
+    table = Table(title="presets (grokterm run NAME)", title_justify="left")
+    for column in ("name", "task", "model", "steps", "description"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(fmt(row[c]) for c in ("name", "task", "model", "steps", "description")))
+    return table
+
+
+def acc(view: dict[str, Any], key: str) -> Any:
+    latest = view.get("latest") or {}
+    return latest.get(key, (view.get("summary") or {}).get(key))
+
+
+def runs_table(runs: list[dict[str, Any]]) -> Table:
+    table = Table()
+    for column in (
+        "id",
+        "status",
+        "step",
+        "train",
+        "test",
+        "outcome",
+        "t2",
+        "t4",
+        "tags",
+        "created",
+    ):
+        table.add_column(column, no_wrap=column in ("id", "status", "created"))
+    for view in runs:
+        summary = view.get("summary") or {}
+        table.add_row(
+            view["id"],
+            view["status"],
+            f"{view.get('step', 0)}/{fmt(view.get('total'))}",
+            fmt(acc(view, "train_acc")),
+            fmt(acc(view, "test_acc")),
+            fmt(summary.get("phase")),
+            fmt(summary.get("t2")),
+            fmt(summary.get("t4")),
+            ",".join(view.get("tags") or []),
+            (view.get("created") or "")[5:16].replace("T", " "),
+        )
+    return table
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def print_run(
+    out: Console, view: dict[str, Any], events: list[dict], notes: list[dict], run_dir: Path
+) -> None:
+    summary = view.get("summary") or {}
+    out.print(
+        f"[bold]{view['id']}[/]  {view['status']}  step {view.get('step')}/{view.get('total')}"
+    )
+    if view.get("reason"):
+        out.print(f"reason: {view['reason']}")
+    out.print(f"preset: {fmt(view.get('preset'))}   dir: {run_dir}")
+    if summary:
+        shown = {k: v for k, v in summary.items() if v is not None}
+        out.print("summary: " + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
+    table = Table(title="config", title_justify="left", show_header=False)
+    for key, value in flatten(view.get("config") or {}).items():
+        table.add_row(key, str(value))
+    out.print(table)
+    out.print("[bold]events[/]" if events else "events: none yet")
+    for event in events:
+        out.print(f"  step {event['step']:>8}  {event['kind']:<8} {event['detail']}")
+    out.print("[bold]notes[/]" if notes else "notes: none")
+    for note in notes:
+        where = f"step {note['step']}" if note.get("step") is not None else "run"
+        out.print(f"  {note['time'][:16].replace('T', ' ')}  {where}: {note['text']}", markup=False)
+
+
+def config_diff(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Only the config fields whose values differ between the runs."""
+    flats = [flatten(view.get("config") or {}) for view in runs]
+    keys = sorted(set().union(*flats))
+    return {
+        key: [flat.get(key) for flat in flats]
+        for key in keys
+        if len({repr(flat.get(key)) for flat in flats}) > 1
+    }
+
+
+def phase_timings(view: dict[str, Any]) -> dict[str, Any]:
+    summary = view.get("summary") or {}
+    marks = {k: summary.get(k) for k in PHASE_MARKS}
+    gap = marks["t4"] - marks["t2"] if marks["t4"] is not None and marks["t2"] is not None else None
+    return {
+        **marks,
+        "t4-t2": gap,
+        "outcome": summary.get("phase"),
+        "train_acc": acc(view, "train_acc"),
+        "test_acc": acc(view, "test_acc"),
+        "status": view["status"],
+        "step": view.get("step"),
+    }
+
+
+def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "runs": [view["id"] for view in runs],
+        "config_diff": config_diff(runs),
+        "phases": {view["id"]: phase_timings(view) for view in runs},
+    }
+
+
+def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
+    ids = comparison["runs"]
+    diff = Table(title="config fields that differ", title_justify="left")
+    diff.add_column("field")
+    for run_id in ids:
+        diff.add_column(run_id)
+    for key, values in comparison["config_diff"].items():
+        diff.add_row(key, *(fmt(v) for v in values))
+    if comparison["config_diff"]:
+        out.print(diff)
+    else:
+        out.print("configs are identical")
+    phases = Table(title="phase timings (steps)", title_justify="left")
+    phases.add_column("")
+    for run_id in ids:
+        phases.add_column(run_id)
+    rows = next(iter(comparison["phases"].values())).keys()
+    for row in rows:
+        phases.add_row(row, *(fmt(comparison["phases"][run_id][row]) for run_id in ids))
+    out.print(phases)
