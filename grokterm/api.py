@@ -58,7 +58,7 @@ class Run:
         return self.lab.add_note(text, run_id=self.id, step=step)
 
     def checkpoints(self) -> list[int]:
-        from grokterm.engine.loop import list_checkpoints
+        from grokterm.engine.checkpoints import list_checkpoints
 
         return list(list_checkpoints(self.dir / "checkpoints"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -32,8 +33,19 @@ def lab_from(args: argparse.Namespace) -> Lab:
     return Lab(Path(root).expanduser())
 
 
+def finite_or_none(data: Any) -> Any:
+    """JSON has no NaN/Infinity (a diverged run has them): write them as null."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: finite_or_none(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_or_none(value) for value in data]
+    return data
+
+
 def dump_json(data: Any) -> None:
-    print(json.dumps(data, indent=2, default=str, allow_nan=False))
+    print(json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False))
 
 
 def console():
@@ -117,7 +129,10 @@ def cmd_note(args: argparse.Namespace) -> int:
     if not text:
         raise UsageError("note: the note is empty")
     note = lab.add_note(text, run_id=run_id, step=args.step)
-    print(f"note {note['id']} added to {run_id}" + (f" at step {args.step}" if args.step else ""))
+    print(
+        f"note {note['id']} added to {run_id}"
+        + (f" at step {args.step}" if args.step is not None else "")
+    )
     return 0
 
 

@@ -6,7 +6,7 @@ This module is imported by the CLI and the TUI, so it must stay light: no torch.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -17,7 +17,7 @@ COMMUTATIVE_OPS = frozenset({"+", "*", "x^2+y^2", "x^2+xy+y^2"})
 class Section(BaseModel):
     """Base for every config section: unknown keys are errors, assignments are validated."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 def is_prime(n: int) -> bool:
@@ -165,6 +165,17 @@ class Experiment(Section):
     schedule: Schedule = Field(default_factory=Schedule)
     probes: Probes = Field(default_factory=Probes)
     detector: Detector = Field(default_factory=Detector)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_kinds(cls, data: Any) -> Any:
+        """A [task] or [model] section without `kind` means the default kind."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for section, kind in (("task", "modular"), ("model", "mlp")):
+                if isinstance(data.get(section), dict) and "kind" not in data[section]:
+                    data[section] = {"kind": kind, **data[section]}
+        return data
 
     @field_validator("tags")
     @classmethod

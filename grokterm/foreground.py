@@ -33,6 +33,10 @@ def progress_bar(out: Console) -> Progress:
 
 
 def run_in_foreground(lab: Lab, run_id: str, experiment: Experiment, out: Console) -> int:
+    from grokterm.engine.stopping import StopFlag, install_stop_handlers
+
+    stop = StopFlag()
+    install_stop_handlers(stop)
     from grokterm.engine.worker import UserError, execute
 
     total = experiment.schedule.steps
@@ -57,7 +61,7 @@ def run_in_foreground(lab: Lab, run_id: str, experiment: Experiment, out: Consol
             )
 
         try:
-            outcome = execute(lab, run_id, on_event=on_event, on_beat=on_beat)
+            outcome = execute(lab, run_id, on_event=on_event, on_beat=on_beat, stop=stop)
         except UserError as exc:
             out.print(f"[red]error:[/] {exc}")
             return 1

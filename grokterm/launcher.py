@@ -90,8 +90,11 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
             view["status"] = "crashed"
             view["reason"] = "the run process disappeared (no heartbeat, pid gone)"
     elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
-        view["status"] = "crashed"
-        view["reason"] = "the run process exited before it started; see run.log"
+        if record.get("stop_requested"):
+            view["status"], view["reason"] = "stopped", "stopped before training started"
+        else:
+            view["status"] = "crashed"
+            view["reason"] = "the run process exited before it started; see run.log"
     view["total"] = record.get("config", {}).get("schedule", {}).get("steps")
     return view
 
@@ -102,6 +105,9 @@ def stop(lab: Lab, run_id: str) -> None:
     pid = read_status(lab, run_id).get("pid") or record.get("pid")
     if record["status"] not in ("queued", "running") or not pid_alive(pid):
         raise LabError(f"run {run_id} is not running (status {record['status']})")
+    # Recorded first: a worker killed by this signal before its handlers exist still
+    # reads as stopped, not crashed.
+    lab.update_run(run_id, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
 
 

@@ -74,16 +74,28 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
-    for assignment in assignments:
-        path, value = parse_override(assignment)
-        node = data
-        for part in path[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {assignment!r}: {part} is not a section")
-            node = child
+    """Set each FIELD=VALUE. A new `kind` for a section starts that section afresh (the old
+    kind's fields would be unknown to the new one), so kinds are applied first."""
+    parsed = [(assignment, *parse_override(assignment)) for assignment in assignments]
+    parsed.sort(key=lambda item: item[1][-1] != "kind")
+    for assignment, path, value in parsed:
+        if path[-1] == "kind" and len(path) > 1:
+            section = _section(data, path[:-1], assignment)
+            if section.get("kind") != value:
+                section.clear()
+        node = _section(data, path[:-1], assignment)
         node[path[-1]] = value
     return data
+
+
+def _section(data: dict[str, Any], path: list[str], assignment: str) -> dict[str, Any]:
+    node = data
+    for part in path:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {assignment!r}: {part} is not a section")
+        node = child
+    return node
 
 
 def format_validation_error(exc: ValidationError, origin: str = "") -> str:

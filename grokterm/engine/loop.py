@@ -18,6 +18,7 @@ from torch import nn
 from grokterm.config import COMMUTATIVE_OPS, Experiment, ModularTask
 from grokterm.engine.checkpoints import save_checkpoint
 from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
+from grokterm.engine.stopping import StopFlag
 from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
 from grokterm.phases import PhaseDetector
 from grokterm.probes import basic
@@ -29,16 +30,6 @@ class Recorder(Protocol):
     def events(self, events: list[dict[str, Any]]) -> None: ...
     def heartbeat(self, step: int, probe: dict[str, Any]) -> None: ...
     def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None: ...
-
-
-class StopFlag:
-    """Set by a signal handler; the loop checks it once per step."""
-
-    def __init__(self) -> None:
-        self.reason: str | None = None
-
-    def request(self, reason: str) -> None:
-        self.reason = reason
 
 
 HEARTBEAT_SECONDS = 1.0

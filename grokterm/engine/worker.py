@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grokterm.config import Experiment
+from grokterm.engine.stopping import StopFlag, install_stop_handlers
 from grokterm.lab import Lab, MetricStream, write_json_atomic
 from grokterm.presets import build_experiment, read_toml
 
@@ -118,14 +119,6 @@ def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
     return build_experiment(read_toml(path), origin=str(path))
 
 
-def install_stop_handlers(stop) -> None:
-    def handle(signum, _frame):
-        stop.request(f"stopped by {signal.Signals(signum).name}")
-
-    signal.signal(signal.SIGTERM, handle)
-    signal.signal(signal.SIGINT, handle)
-
-
 class UserError(Exception):
     """A problem the user can fix (missing data, no CUDA); reported without a traceback."""
 
@@ -135,8 +128,12 @@ def execute(
     run_id: str,
     on_event: EventHook | None = None,
     on_beat: BeatHook | None = None,
+    stop: StopFlag | None = None,
 ):
     """Train the run to its end; always leaves the run record in a final status."""
+    if stop is None:
+        stop = StopFlag()
+        install_stop_handlers(stop)
     from grokterm.engine import loop
     from grokterm.engine.tasks import DataError
 
@@ -146,8 +143,6 @@ def execute(
         lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
         raise UserError(str(exc)) from None
     recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
-    stop = loop.StopFlag()
-    install_stop_handlers(stop)
     try:
         session = loop.build_session(experiment)
         return loop.run_training(session, recorder, lab.run_dir(run_id) / "checkpoints", stop)

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from grokterm.lab.store import Lab, LabError, write_bytes_atomic
 from grokterm.lab.stream import read_metrics, series
@@ -180,7 +181,7 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
         parts.append("No notes.")
     if charts:
         parts += ["", "### Charts", ""]
-        parts += [f"![{kind}]({path.name})" for kind, path in charts.items()]
+        parts += [f"![{kind}]({quote(path.name)})" for kind, path in charts.items()]
     config_rows = [[k, v] for k, v in flatten(record.get("config") or {}).items()]
     parts += ["", "### Config", "", table(["field", "value"], config_rows), ""]
     return "\n".join(parts), list(charts.values())
