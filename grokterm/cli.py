@@ -146,6 +146,23 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from grokterm import launcher
+
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    launcher.resume(lab, run_id)
+    print(f"resuming {run_id} from its last checkpoint in the background")
+    return 0
+
+
+def cmd_tui(args: argparse.Namespace) -> int:
+    from grokterm.tui.app import run_tui
+
+    run_tui(lab_from(args))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from grokterm.lab.export import export_runs
 
@@ -229,6 +246,11 @@ def build_parser() -> Parser:
     p = add("stop", cmd_stop, "stop a running run (it checkpoints first)")
     p.add_argument("run", metavar="RUN")
 
+    p = add("resume", cmd_resume, "continue a stopped or crashed run from its last checkpoint")
+    p.add_argument("run", metavar="RUN")
+
+    add("tui", cmd_tui, "open the terminal UI (the default with no command)")
+
     p = add("export", cmd_export, "export runs to Markdown with PNG charts")
     p.add_argument("runs", metavar="RUN", nargs="+")
     p.add_argument("-o", "--output", metavar="FILE.md", help="Markdown file to write")
@@ -244,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help()
-            return 0
+            return cmd_tui(args)
         return args.func(args)
     except (UsageError, ConfigError, LabError) as exc:
         print(f"grokterm: error: {exc}", file=sys.stderr)

@@ -36,16 +36,17 @@ def create_run(lab: Lab, experiment: Experiment, preset: str | None) -> str:
     return record["id"]
 
 
-def worker_command(lab: Lab, run_id: str) -> list[str]:
-    return [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab.root), run_id]
+def worker_command(lab: Lab, run_id: str, resume: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab.root), run_id]
+    return command + ["--resume"] if resume else command
 
 
-def start_detached(lab: Lab, run_id: str) -> int:
+def start_detached(lab: Lab, run_id: str, resume: bool = False) -> int:
     """Start the run in its own session (it outlives the terminal); stderr goes to run.log."""
     run_dir = lab.run_dir(run_id)
     with open(run_dir / "run.log", "ab") as log:
         process = subprocess.Popen(
-            worker_command(lab, run_id),
+            worker_command(lab, run_id, resume),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -109,6 +110,20 @@ def stop(lab: Lab, run_id: str) -> None:
     # reads as stopped, not crashed.
     lab.update_run(run_id, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
+
+
+RESUMABLE = ("stopped", "crashed")
+
+
+def resume(lab: Lab, run_id: str) -> int:
+    """Continue a stopped or crashed run from its last checkpoint in a new process."""
+    view = live_view(lab, lab.get_run(run_id))
+    if view["status"] not in RESUMABLE:
+        raise LabError(f"run {run_id} is {view['status']}; only stopped or crashed runs resume")
+    if not any((lab.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
+        raise LabError(f"run {run_id} has no checkpoint to resume from")
+    lab.update_run(run_id, status="queued", reason=None, stop_requested=False)
+    return start_detached(lab, run_id, resume=True)
 
 
 def wait_until_done(lab: Lab, run_id: str, timeout: float) -> dict[str, Any]:

@@ -130,6 +130,7 @@ class Session:
     swap_seen: torch.Tensor | None = None
     step: int = 0
     previous_params: torch.Tensor | None = None
+    best_test_acc: float = -math.inf
     eval_steps: set[int] = field(default_factory=set)
 
 
@@ -217,7 +218,6 @@ def run_training(
     recorder.started(str(session.device), session.step)
     session.model.train()
     last_probe: dict[str, Any] = {}
-    best_test = -math.inf
     started = time.monotonic()
     first_step = session.step
     next_beat = started + HEARTBEAT_SECONDS
@@ -238,7 +238,7 @@ def run_training(
             break
         if session.step in session.eval_steps:
             last_probe = probe(session)
-            best_test = max(best_test, last_probe["test_acc"])
+            session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
             record.update(last_probe)
             recorder.record(record)
             recorder.events(detector.update(session.step, last_probe))
@@ -259,7 +259,7 @@ def run_training(
         **detector.summary(),
         **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
         "weight_norm": last_probe.get("weight_norm"),
-        "best_test_acc": best_test if math.isfinite(best_test) else None,
+        "best_test_acc": session.best_test_acc if math.isfinite(session.best_test_acc) else None,
         "steps_per_second": (session.step - first_step) / elapsed if elapsed > 0 else None,
         "train_seconds": round(elapsed, 3),
         "device": str(session.device),

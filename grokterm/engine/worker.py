@@ -7,6 +7,7 @@ foreground `grokterm run` calls `execute` in its own process with extra hooks.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import socket
@@ -119,6 +120,26 @@ def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
     return build_experiment(read_toml(path), origin=str(path))
 
 
+def rewind_to_checkpoint(lab: Lab, run_id: str, session):
+    """Restore the last checkpoint; drop metrics and events after it; replay the detector."""
+    from grokterm.engine.checkpoints import list_checkpoints, load_checkpoint, restore
+    from grokterm.lab.stream import read_records, truncate_after
+    from grokterm.phases import replay
+
+    run_dir = lab.run_dir(run_id)
+    found = list_checkpoints(run_dir / "checkpoints")
+    if not found:
+        raise UserError(f"run {run_id} has no checkpoint to resume from")
+    step = max(found)
+    restore(session, load_checkpoint(found[step], session.device))
+    truncate_after(run_dir / "metrics.jsonl", step)
+    lab.delete_events(run_id, after_step=step)
+    records = [r for r in read_records(run_dir / "metrics.jsonl") if "test_acc" in r]
+    session.best_test_acc = max((r["test_acc"] for r in records), default=-math.inf)
+    detector, _ = replay(records, session.exp.detector)
+    return detector
+
+
 class UserError(Exception):
     """A problem the user can fix (missing data, no CUDA); reported without a traceback."""
 
@@ -129,6 +150,7 @@ def execute(
     on_event: EventHook | None = None,
     on_beat: BeatHook | None = None,
     stop: StopFlag | None = None,
+    resume: bool = False,
 ):
     """Train the run to its end; always leaves the run record in a final status."""
     if stop is None:
@@ -145,7 +167,10 @@ def execute(
     recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
     try:
         session = loop.build_session(experiment)
-        return loop.run_training(session, recorder, lab.run_dir(run_id) / "checkpoints", stop)
+        detector = rewind_to_checkpoint(lab, run_id, session) if resume else None
+        return loop.run_training(
+            session, recorder, lab.run_dir(run_id) / "checkpoints", stop, detector
+        )
     except (DataError, loop.DeviceError) as exc:
         recorder.finished("crashed", recorder.last_step, {}, str(exc))
         raise UserError(str(exc)) from None
@@ -160,10 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="grokterm-worker")
     parser.add_argument("--lab", required=True)
     parser.add_argument("run_id")
+    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
-        outcome = execute(Lab(Path(args.lab)), args.run_id)
+        outcome = execute(Lab(Path(args.lab)), args.run_id, resume=args.resume)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

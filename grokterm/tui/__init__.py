@@ -1,0 +1,1 @@
+"""The grokterm terminal UI (Textual). Imports no torch."""

@@ -1,0 +1,239 @@
+"""One run, live: accuracy, loss, weight norm and any other metric, with events and notes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from grokterm.tui.series import RunSeries
+from grokterm.tui.state import LabState
+from grokterm.tui.widgets import NARROW_BELOW
+from grokterm.tui.widgets.chart import Curve, Marker, MetricChart
+
+POLL_SECONDS = 0.5
+SMOOTHING_LEVELS = (0.0, 0.6, 0.9, 0.97)
+CORE_METRICS = {
+    "accuracy": [("train_acc", "train", "cyan+"), ("test_acc", "test", "orange+")],
+    "loss": [
+        ("loss", "step loss", "gray"),
+        ("train_loss", "train", "cyan+"),
+        ("test_loss", "test", "orange+"),
+    ],
+    "weight norm": [
+        ("weight_norm", "‖θ‖", "green+"),
+        ("last_layer_norm", "last layer", "magenta+"),
+    ],
+}
+SHOWN_ELSEWHERE = {name for curves in CORE_METRICS.values() for name, _, _ in curves}
+PHASE_KINDS = {"t1", "t2", "t3", "t4"}
+
+
+def eta_text(view: dict[str, Any], rate: float | None) -> str:
+    total, step = view.get("total") or 0, view.get("step") or 0
+    if not rate or view["status"] != "running" or step >= total:
+        return "–"
+    seconds = int((total - step) / rate)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class MonitorScreen(Screen):
+    """Monitor: one run's live charts, events and notes"""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("l", "toggle_log", "Log/linear x"),
+        Binding("S", "smoothing", "Smoothing"),
+        Binding("m", "next_metric", "Other metric"),
+        Binding("a", "add_note", "Note here"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("e", "export", "Export"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, state: LabState, run_id: str):
+        super().__init__()
+        self.state = state
+        self.run_id = run_id
+        self.tail = state.tail(run_id)
+        self.view: dict[str, Any] = {"id": run_id, "status": "…"}
+        self.events: list[dict[str, Any]] = []
+        self.notes: list[dict[str, Any]] = []
+        self.log_x = True
+        self.smoothing_index = 0
+        self.extra_metric: str | None = None
+        self._rate: tuple[float, int] | None = None
+        self.steps_per_second: float | None = None
+        self._records_version = -1
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="monitor-status")
+        with Horizontal(id="monitor-body"):
+            with Grid(id="charts"):
+                yield MetricChart("accuracy", id="chart-accuracy")
+                yield MetricChart("loss", log_y=True, id="chart-loss")
+                yield MetricChart("weight norm", id="chart-norm")
+                yield MetricChart("other metric (m)", id="chart-extra")
+            with VerticalScroll(id="monitor-side"):
+                yield Static("", id="monitor-events")
+        yield Footer()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
+
+    def on_mount(self) -> None:
+        self.title = self.run_id
+        self.poll()
+        self.set_interval(POLL_SECONDS, self.poll)
+
+    @work(thread=True, exclusive=True, group="monitor-poll", exit_on_error=False)
+    def poll(self) -> None:
+        """Read new metric records and the run's record off the UI thread."""
+        changed = self.tail.poll()
+        view = self.state.run(self.run_id)
+        events, notes = self.state.events(self.run_id), self.state.notes(self.run_id)
+        self.app.call_from_thread(self.apply, view, events, notes, changed)
+
+    def apply(self, view: dict, events: list, notes: list, changed: bool) -> None:
+        self.measure_rate(view)
+        self.view = view
+        side_changed = (events, notes) != (self.events, self.notes)
+        self.events, self.notes = events, notes
+        self.update_status()
+        if side_changed:
+            self.query_one("#monitor-events", Static).update(self.side_text())
+        if changed or side_changed:
+            self.update_charts()
+
+    def measure_rate(self, view: dict[str, Any]) -> None:
+        now, step = time.monotonic(), view.get("step") or 0
+        if self._rate and step > self._rate[1] and now > self._rate[0]:
+            self.steps_per_second = (step - self._rate[1]) / (now - self._rate[0])
+        if not self._rate or step != self._rate[1]:
+            self._rate = (now, step)
+        if view["status"] != "running":
+            self.steps_per_second = (view.get("summary") or {}).get("steps_per_second")
+
+    def update_status(self) -> None:
+        view = self.view
+        text = Text()
+        text.append(f" {view['status']} ", style="bold reverse")
+        text.append(f"  step {view.get('step', 0)}/{view.get('total') or '?'}")
+        rate = self.steps_per_second
+        text.append(f"   {rate:,.0f} steps/s" if rate else "   – steps/s")
+        text.append(f"   ETA {eta_text(view, rate)}")
+        device = view.get("device") or (view.get("summary") or {}).get("device") or "?"
+        text.append(f"   device {device}")
+        outcome = (view.get("summary") or {}).get("phase")
+        if outcome:
+            text.append(f"   outcome {outcome}", style="bold")
+        if view.get("reason"):
+            text.append(f"   ({view['reason']})", style="italic")
+        axis = "log" if self.log_x else "linear"
+        text.append(f"   x {axis} · EMA {SMOOTHING_LEVELS[self.smoothing_index]}", style="dim")
+        self.query_one("#monitor-status", Static).update(text)
+
+    def markers(self) -> list[Marker]:
+        marks = [Marker(e["step"], e["kind"]) for e in self.events if e["kind"] in PHASE_KINDS]
+        return marks + [Marker(n["step"], "✎") for n in self.notes if n.get("step") is not None]
+
+    def extra_names(self, series: RunSeries) -> list[str]:
+        return [name for name in series.names() if name not in SHOWN_ELSEWHERE]
+
+    def update_charts(self) -> None:
+        series = self.tail.series
+        markers = self.markers()
+        version = (series.version, len(markers), self.extra_metric)
+        smoothing = SMOOTHING_LEVELS[self.smoothing_index]
+        charts = dict(
+            zip(CORE_METRICS, ("#chart-accuracy", "#chart-loss", "#chart-norm"), strict=True)
+        )
+        for title, selector in charts.items():
+            curves = [
+                Curve(label, series.get(name), color)
+                for name, label, color in CORE_METRICS[title]
+                if len(series.get(name))
+            ]
+            chart = self.query_one(selector, MetricChart)
+            chart.configure(log_x=self.log_x, smoothing=smoothing)
+            chart.show(curves, markers, version)
+        extras = self.extra_names(series)
+        if self.extra_metric not in extras:
+            self.extra_metric = extras[0] if extras else None
+        extra = self.query_one("#chart-extra", MetricChart)
+        extra.title = f"{self.extra_metric or 'other metric'}  (m: next of {len(extras)})"
+        extra.configure(log_x=self.log_x, smoothing=smoothing)
+        curves = (
+            [Curve(self.extra_metric, series.get(self.extra_metric), "yellow")]
+            if (self.extra_metric)
+            else []
+        )
+        extra.show(curves, markers, version)
+
+    def side_text(self) -> Text:
+        text = Text()
+        text.append("events\n", style="bold underline")
+        for event in self.events:
+            text.append(f"{event['step']:>7} {event['kind']:<7}", style="bold")
+            text.append(f" {event['detail']}\n")
+        if not self.events:
+            text.append("none yet\n", style="dim")
+        text.append("\nnotes\n", style="bold underline")
+        for note in self.notes:
+            where = f"{note['step']:>7}" if note.get("step") is not None else "    run"
+            text.append(f"{where} ", style="bold")
+            text.append(f"{note['text']}\n")
+        if not self.notes:
+            text.append("none (a adds one at the current step)\n", style="dim")
+        return text
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_toggle_log(self) -> None:
+        self.log_x = not self.log_x
+        self.update_status()
+        self.update_charts()
+
+    def action_smoothing(self) -> None:
+        self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING_LEVELS)
+        self.update_status()
+        self.update_charts()
+
+    def action_next_metric(self) -> None:
+        extras = self.extra_names(self.tail.series)
+        if not extras:
+            self.notify("This run has no other metrics yet")
+            return
+        index = extras.index(self.extra_metric) + 1 if self.extra_metric in extras else 0
+        self.extra_metric = extras[index % len(extras)]
+        self.update_charts()
+
+    def action_add_note(self) -> None:
+        step = self.view.get("step")
+        self.app.add_note(
+            self.run_id, step=step if step is not None else self.tail.series.last_step
+        )
+
+    def action_stop_run(self) -> None:
+        self.app.stop_run(self.run_id)
+
+    def action_resume_run(self) -> None:
+        self.app.resume_run(self.run_id)
+
+    def action_export(self) -> None:
+        self.app.export_runs([self.run_id])
+
+    def action_help(self) -> None:
+        self.app.show_help(self)

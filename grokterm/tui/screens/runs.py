@@ -1,0 +1,323 @@
+"""The home screen: every run in the lab, live, with a preview of its events and notes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from grokterm.tui.state import LabState
+from grokterm.tui.widgets import NARROW_BELOW
+
+COLUMNS = [
+    ("mark", " "),
+    ("id", "run"),
+    ("preset", "preset"),
+    ("status", "status"),
+    ("step", "step"),
+    ("train", "train"),
+    ("test", "test"),
+    ("outcome", "outcome"),
+    ("t2", "t2"),
+    ("t4", "t4"),
+    ("tags", "tags"),
+    ("started", "started"),
+]
+SORTABLE = [key for key, _ in COLUMNS if key != "mark"]
+STATUS_STYLE = {
+    "running": "bold green",
+    "queued": "yellow",
+    "finished": "cyan",
+    "stopped": "magenta",
+    "crashed": "bold red",
+    "diverged": "bold red",
+}
+REFRESH_SECONDS = 1.0
+
+
+def latest(view: dict[str, Any], key: str) -> float | None:
+    value = (view.get("latest") or {}).get(key)
+    return value if value is not None else (view.get("summary") or {}).get(key)
+
+
+def row_values(view: dict[str, Any]) -> dict[str, Any]:
+    """Sortable raw values of one run's row."""
+    summary = view.get("summary") or {}
+    return {
+        "id": view["id"],
+        "preset": view.get("preset") or "",
+        "status": view["status"],
+        "step": view.get("step") or 0,
+        "train": latest(view, "train_acc"),
+        "test": latest(view, "test_acc"),
+        "outcome": summary.get("phase") or "",
+        "t2": summary.get("t2"),
+        "t4": summary.get("t4"),
+        "tags": ",".join(view.get("tags") or []),
+        "started": (view.get("started") or view.get("created") or "")[:16].replace("T", " "),
+    }
+
+
+def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
+    if value is None:
+        return "–"
+    if key in ("train", "test"):
+        return f"{value:.3f}"
+    if key == "status":
+        return Text(value, style=STATUS_STYLE.get(value, ""))
+    if key == "step":
+        total = view.get("total")
+        return f"{value}/{total}" if total else str(value)
+    return str(value)
+
+
+def sort_key(value: Any) -> tuple:
+    return (value is None or value == "", value if value is not None else 0)
+
+
+class RunsScreen(Screen):
+    """Runs: every run in the lab"""
+
+    BINDINGS = [
+        Binding("n", "new_run", "New run"),
+        Binding("enter", "open_run", "Open"),
+        Binding("space", "toggle_mark", "Mark"),
+        Binding("c", "compare", "Compare marked"),
+        Binding("e", "export", "Export"),
+        Binding("a", "add_note", "Note"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("r", "resume_run", "Resume"),
+        Binding("o", "sort_next", "Sort by next column", show=False),
+        Binding("O", "sort_reverse", "Reverse sort", show=False),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("L", "lab_log", "Lab log"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, state: LabState):
+        super().__init__()
+        self.state = state
+        self.views: list[dict[str, Any]] = []
+        self.marked: set[str] = set()
+        self.filter_text = ""
+        self.sort_column = "started"
+        self.sort_reverse = True
+        self._preview_for: tuple | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter runs (id, preset, status, outcome, tags)", id="filter")
+        with Horizontal(id="runs-body"):
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            with Vertical(id="preview"):
+                yield Static("", id="preview-text")
+        yield Static("", id="runs-status")
+        yield Footer()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW_BELOW, "-narrow")
+
+    def on_mount(self) -> None:
+        self.title = "grokterm"
+        self.sub_title = str(self.state.lab.root)
+        table = self.query_one("#runs", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#filter", Input).display = False
+        self.reload()
+        self.set_interval(REFRESH_SECONDS, self.reload)
+        table.focus()
+
+    # --- data ------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
+    def reload(self) -> None:
+        views = self.state.runs()
+        self.app.call_from_thread(self.show_runs, views)
+
+    def show_runs(self, views: list[dict[str, Any]]) -> None:
+        self.views = views
+        table = self.query_one("#runs", DataTable)
+        selected = self.selected_id()
+        rows = [(view, row_values(view)) for view in views if self.matches(view)]
+        rows.sort(key=lambda item: sort_key(item[1][self.sort_column]), reverse=self.sort_reverse)
+        table.clear()
+        for view, values in rows:
+            mark = "●" if view["id"] in self.marked else " "
+            cells = [mark] + [cell(key, values[key], view) for key in SORTABLE]
+            table.add_row(*cells, key=view["id"])
+        if selected is not None and selected in {view["id"] for view, _ in rows}:
+            table.move_cursor(row=table.get_row_index(selected), animate=False)
+        arrow = "↓" if self.sort_reverse else "↑"
+        status = f"{len(rows)} of {len(views)} runs · sorted by {self.sort_column} {arrow}"
+        if self.marked:
+            status += f" · {len(self.marked)} marked"
+        if self.filter_text:
+            status += f" · filter: {self.filter_text}"
+        if not views:
+            status = "No runs yet: press n to launch one."
+        self.query_one("#runs-status", Static).update(status)
+        self.update_preview()
+
+    def matches(self, view: dict[str, Any]) -> bool:
+        if not self.filter_text:
+            return True
+        haystack = " ".join(str(v) for v in row_values(view).values()).lower()
+        return all(word in haystack for word in self.filter_text.lower().split())
+
+    def selected_id(self) -> str | None:
+        table = self.query_one("#runs", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return row_key.value
+
+    def selected_view(self) -> dict[str, Any] | None:
+        run_id = self.selected_id()
+        return next((view for view in self.views if view["id"] == run_id), None)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.update_preview()
+
+    def update_preview(self) -> None:
+        view = self.selected_view()
+        key = (view["id"], view["status"], view.get("step")) if view else None
+        if key == self._preview_for:
+            return
+        self._preview_for = key
+        self.load_preview(view)
+
+    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
+    def load_preview(self, view: dict[str, Any] | None) -> None:
+        if view is None:
+            text = Text("Select a run to see its events and notes.")
+        else:
+            text = preview_text(view, self.state.events(view["id"]), self.state.notes(view["id"]))
+        self.app.call_from_thread(self.query_one("#preview-text", Static).update, text)
+
+    # --- actions -----------------------------------------------------------------------------
+
+    def action_new_run(self) -> None:
+        self.app.open_launch()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.app.open_monitor(run_id)
+
+    def action_toggle_mark(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.marked ^= {run_id}
+            self.show_runs(self.views)
+
+    def marked_or_selected(self) -> list[str]:
+        order = [view["id"] for view in self.views]
+        if self.marked:
+            return [run_id for run_id in order if run_id in self.marked]
+        selected = self.selected_id()
+        return [selected] if selected else []
+
+    def action_compare(self) -> None:
+        run_ids = [
+            run_id for run_id in (view["id"] for view in self.views) if run_id in self.marked
+        ]
+        if len(run_ids) < 2:
+            self.notify("Mark two or more runs with space to compare them", severity="warning")
+            return
+        self.app.open_compare(run_ids)
+
+    def action_export(self) -> None:
+        run_ids = self.marked_or_selected()
+        if run_ids:
+            self.app.export_runs(run_ids)
+
+    def action_add_note(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.app.add_note(run_id, step=None)
+
+    def action_stop_run(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.app.stop_run(run_id)
+
+    def action_resume_run(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.app.resume_run(run_id)
+
+    def action_sort_next(self) -> None:
+        index = (SORTABLE.index(self.sort_column) + 1) % len(SORTABLE)
+        self.sort_column = SORTABLE[index]
+        self.show_runs(self.views)
+
+    def action_sort_reverse(self) -> None:
+        self.sort_reverse = not self.sort_reverse
+        self.show_runs(self.views)
+
+    @on(DataTable.HeaderSelected)
+    def _sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        key = event.column_key.value
+        if key in SORTABLE:
+            if key == self.sort_column:
+                self.sort_reverse = not self.sort_reverse
+            self.sort_column = key
+            self.show_runs(self.views)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.show_runs(self.views)
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.display = bool(self.filter_text)
+        self.query_one("#runs", DataTable).focus()
+
+    def action_lab_log(self) -> None:
+        self.app.open_lab_log()
+
+    def action_help(self) -> None:
+        self.app.show_help(self)
+
+
+def preview_text(view: dict[str, Any], events: list[dict], notes: list[dict]) -> Text:
+    text = Text()
+    text.append(f"{view['id']}\n", style="bold")
+    text.append(f"{view['status']}", style=STATUS_STYLE.get(view["status"], ""))
+    text.append(f"  step {view.get('step')}/{view.get('total')}\n")
+    if view.get("reason"):
+        text.append(f"{view['reason']}\n", style="italic")
+    text.append("\nevents\n", style="bold underline")
+    for event in events:
+        text.append(f"{event['step']:>8}  {event['kind']:<8}", style="bold")
+        text.append(f"{event['detail']}\n")
+    if not events:
+        text.append("none yet\n", style="dim")
+    text.append("\nnotes\n", style="bold underline")
+    for note in notes:
+        where = f"step {note['step']}" if note.get("step") is not None else "run"
+        text.append(f"{note['time'][:16].replace('T', ' ')} {where}\n", style="dim")
+        text.append(f"  {note['text']}\n")
+    if not notes:
+        text.append("none (press a to add one)\n", style="dim")
+    return text

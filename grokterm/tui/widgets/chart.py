@@ -1,0 +1,139 @@
+"""A metric chart: log-step axis drawn by hand, EMA with the raw curve faded behind,
+event markers, and redraws throttled to a timer and downsampled to the widget's width.
+
+plotext 5's own log scale fails on a second build (DESIGN §9), so x (and y for losses) are
+plotted as log10 values with hand-made tick labels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from textual_plotext import PlotextPlot
+
+from grokterm.tui.series import Series, downsample, ema, log_ticks, positive_steps
+
+PALETTE = ["cyan+", "orange+", "green+", "magenta+", "blue+", "red+", "yellow", "cyan", "orange"]
+FADED = "gray"
+REDRAW_SECONDS = 0.2
+
+
+@dataclass
+class Curve:
+    label: str
+    series: Series
+    color: str
+
+
+@dataclass
+class Marker:
+    step: int
+    label: str
+
+
+def value_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
+    """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units)."""
+    first, last = math.floor(lo), math.ceil(hi)
+    return [float(p) for p in range(first, last + 1)], [f"1e{p}" for p in range(first, last + 1)]
+
+
+class MetricChart(PlotextPlot):
+    """Call `show(curves, markers, version)`; the chart rebuilds only when version changes."""
+
+    DEFAULT_CSS = """
+    MetricChart { height: 1fr; min-height: 8; }
+    """
+
+    def __init__(self, title: str, log_y: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+        self.log_x = True
+        self.log_y = log_y
+        self.smoothing = 0.0
+        self.curves: list[Curve] = []
+        self.markers: list[Marker] = []
+        self._version: object = None
+        self._dirty = True
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(REDRAW_SECONDS, self._redraw_if_dirty)
+
+    def show(self, curves: list[Curve], markers: list[Marker], version: object) -> None:
+        if version != self._version:
+            self.curves, self.markers, self._version = curves, markers, version
+            self._dirty = True
+
+    def configure(self, *, log_x: bool, smoothing: float) -> None:
+        if (log_x, smoothing) != (self.log_x, self.smoothing):
+            self.log_x, self.smoothing = log_x, smoothing
+            self._dirty = True
+
+    def on_resize(self) -> None:
+        self._dirty = True
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty and self.display and self.size.width > 0:
+            self._dirty = False
+            self.rebuild()
+            self.refresh()
+
+    def rebuild(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title + (f"  (EMA {self.smoothing:.2f})" if self.smoothing else ""))
+        buckets = max(10, self.size.width)
+        x_range: list[float] = []
+        y_range: list[float] = []
+        for curve in self.curves:
+            xs, ys = self._prepared(curve.series, buckets)
+            if not xs:
+                continue
+            x_range += [xs[0], xs[-1]]
+            y_range += [min(ys), max(ys)]
+            if self.smoothing:
+                plt.plot(xs, ys, color=FADED, marker="braille")
+                plt.plot(
+                    xs,
+                    ema(ys, self.smoothing),
+                    color=curve.color,
+                    label=curve.label,
+                    marker="braille",
+                )
+            else:
+                plt.plot(xs, ys, color=curve.color, label=curve.label, marker="braille")
+        if not x_range:
+            plt.title(self.title + ": no data yet")
+            return
+        self._axes(min(x_range), max(x_range), min(y_range), max(y_range))
+
+    def _prepared(self, series: Series, buckets: int) -> tuple[list[float], list[float]]:
+        n = min(len(series.steps), len(series.values))  # a poll thread may be appending
+        steps, values = series.steps[:n], series.values[:n]
+        if self.log_x:
+            steps, values = positive_steps(steps, values)
+        if self.log_y:
+            kept = [(s, v) for s, v in zip(steps, values, strict=True) if v > 0]
+            steps, values = [s for s, _ in kept], [math.log10(v) for _, v in kept]
+        steps, values = downsample(steps, values, buckets, self.log_x)
+        xs = [math.log10(s) for s in steps] if self.log_x else list(steps)
+        return xs, values
+
+    def _axes(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
+        plt = self.plt
+        if self.log_x:
+            positions, labels = log_ticks(10**x_lo, 10**x_hi)
+            plt.xticks(positions, labels)
+            plt.xlim(positions[0], positions[-1])
+        if self.log_y and y_hi > y_lo:
+            positions, labels = value_ticks(y_lo, y_hi)
+            plt.yticks(positions, labels)
+        for marker in self.markers:
+            if marker.step <= 0 and self.log_x:
+                continue
+            x = math.log10(marker.step) if self.log_x else marker.step
+            plt.vertical_line(x, color=FADED)
+            plt.text(marker.label, x, y_hi, color="white")
+        plt.xlabel("step (log)" if self.log_x else "step")
