@@ -123,6 +123,8 @@ def resume(lab: Lab, run_id: str) -> int:
     if not any((lab.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
         raise LabError(f"run {run_id} has no checkpoint to resume from")
     lab.update_run(run_id, status="queued", reason=None, stop_requested=False)
+    # The old heartbeat belongs to a dead process; until the new one beats, judge by its pid.
+    (lab.run_dir(run_id) / "status.json").unlink(missing_ok=True)
     return start_detached(lab, run_id, resume=True)
 
 

@@ -47,7 +47,7 @@ class LabRecorder:
         self.run_id = run_id
         self.run_dir = lab.run_dir(run_id)
         self.total = experiment.schedule.steps
-        self.stream = MetricStream(self.run_dir / "metrics.jsonl")
+        self.stream: MetricStream | None = None  # opened by started(), after any rewind
         self.on_event = on_event
         self.on_beat = on_beat
         self.device = ""
@@ -70,6 +70,7 @@ class LabRecorder:
         )
 
     def started(self, device: str, start_step: int) -> None:
+        self.stream = MetricStream(self.run_dir / "metrics.jsonl")
         self.device = device
         self.lab.update_run(
             self.run_id,
@@ -90,7 +91,8 @@ class LabRecorder:
     def events(self, events: list[dict[str, Any]]) -> None:
         if not events:
             return
-        self.stream.flush()
+        if self.stream:
+            self.stream.flush()
         self.lab.add_events(self.run_id, events)
         if self.on_event:
             for event in events:
@@ -103,7 +105,8 @@ class LabRecorder:
             self.on_beat(step, probe)
 
     def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None:
-        self.stream.close()
+        if self.stream:
+            self.stream.close()
         self.lab.update_run(
             self.run_id,
             status=status,

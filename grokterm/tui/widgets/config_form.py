@@ -1,0 +1,736 @@
+"""A form generated from the pydantic Experiment model (DESIGN §1.5: config is data).
+
+Nothing here lists the Experiment's fields by hand: the form walks ``model_fields``
+recursively. Scalars become an ``Input`` (typed for numbers), a ``Literal`` a ``Select``, a
+``bool`` a ``Switch``, a list or tuple an ``Input`` holding a TOML array (``[256, 256]``) or a
+comma list; a nested model becomes a titled section, and a discriminated union (``task``,
+``model``) a section with a ``kind`` select that rebuilds it with the new kind's defaults.
+
+Every change re-validates the whole form with pydantic, maps each error's ``loc`` back to
+its field, shows pydantic's message under that field and posts ``ConfigForm.Validity``.
+Unparseable text (``abc`` in a number field) is handed to pydantic as is, so it becomes that
+field's error, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import annotated_types
+import tomli_w
+from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Label, Select, Static, Switch
+
+from grokterm.config import Experiment
+
+# -- what the model says ------------------------------------------------------------------
+
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One editable value of the model.
+
+    kind: ``int``, ``float``, ``str``, ``bool``, ``choice`` (a Literal), ``list`` (a list or
+    tuple; ``item`` is the kind of its items) or ``toml`` (anything else, typed as TOML).
+    """
+
+    path: Path
+    kind: str
+    description: str = ""
+    choices: tuple[Any, ...] = ()
+    item: str = ""
+    optional: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.path[-1]
+
+    @property
+    def dotted(self) -> str:
+        return ".".join(self.path)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A nested model: a titled section of its own fields."""
+
+    path: Path
+    model: type[BaseModel]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UnionSpec:
+    """A discriminated union of models: a ``kind`` select plus the chosen model's fields."""
+
+    path: Path
+    discriminator: str
+    members: dict[Any, type[BaseModel]] = field(default_factory=dict)
+    description: str = ""
+
+
+Spec = FieldSpec | ModelSpec | UnionSpec
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _scalar_kind(annotation: Any) -> str:
+    annotation = _unwrap(annotation)
+    for python_type, kind in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
+        if annotation is python_type:
+            return kind
+    return "toml"
+
+
+def _union_tag(model: type[BaseModel], discriminator: str) -> Any:
+    info = model.model_fields[discriminator]
+    literal = _unwrap(info.annotation)
+    if get_origin(literal) is Literal:
+        return get_args(literal)[0]
+    return info.default
+
+
+def _bounds(metadata: list[Any]) -> str:
+    """'> 0, ≤ 10' from a field's annotated-types constraints."""
+    signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
+    parts = []
+    for item in metadata:
+        for attr, sign in signs.items():
+            bound = getattr(item, attr, None)
+            if isinstance(item, annotated_types.BaseMetadata) and bound is not None:
+                parts.append(f"{sign} {bound}")
+    return ", ".join(parts)
+
+
+def describe(annotation: Any, info: FieldInfo | None, path: Path) -> Spec:
+    """What widget a model field needs, from its annotation and FieldInfo."""
+    description = (info.description if info else None) or ""
+    bounds = _bounds(info.metadata) if info else ""
+    if bounds:
+        description = f"{description} ({bounds})" if description else f"({bounds})"
+    annotation = _unwrap(annotation)
+    optional = False
+    if _is_union(annotation):
+        args = [_unwrap(arg) for arg in get_args(annotation) if arg is not type(None)]
+        optional = len(args) < len(get_args(annotation))
+        discriminator = info.discriminator if info else None
+        if (
+            not optional
+            and isinstance(discriminator, str)
+            and all(_is_model(arg) for arg in args)
+        ):
+            members = {_union_tag(arg, discriminator): arg for arg in args}
+            return UnionSpec(path, discriminator, members, description)
+        if len(args) != 1:
+            return FieldSpec(path, "toml", description, optional=optional)
+        annotation = args[0]
+    if _is_model(annotation):
+        return ModelSpec(path, annotation, description)
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return FieldSpec(path, "choice", description, choices=get_args(annotation))
+    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
+        item_kinds = {_scalar_kind(arg) for arg in get_args(annotation) if arg is not Ellipsis}
+        item = item_kinds.pop() if len(item_kinds) == 1 else "toml"
+        return FieldSpec(path, "list", description, item=item, optional=optional)
+    return FieldSpec(path, _scalar_kind(annotation), description, optional=optional)
+
+
+def model_specs(model: type[BaseModel], path: Path = ()) -> Iterator[tuple[str, Spec]]:
+    for name, info in model.model_fields.items():
+        yield name, describe(info.annotation, info, (*path, name))
+
+
+def model_doc(model: type[BaseModel]) -> str:
+    """The model's own docstring (not an inherited one), first paragraph, one line."""
+    doc = model.__dict__.get("__doc__") or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def model_defaults(model: type[BaseModel]) -> dict[str, Any]:
+    """The defaults of every field that has one (nested models as dicts)."""
+    values: dict[str, Any] = {}
+    for name, info in model.model_fields.items():
+        if not info.is_required():
+            values[name] = _plain(info.get_default(call_default_factory=True))
+    return values
+
+
+def _plain(value: Any) -> Any:
+    return value.model_dump() if isinstance(value, BaseModel) else value
+
+
+# -- text <-> values ----------------------------------------------------------------------
+
+
+def _toml_scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    try:
+        return tomli_w.dumps({"v": value}).partition("=")[2].strip()
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_BARE_WORD = re.compile(r"^[^\s,\[\]\"']+$")
+
+
+def format_value(spec: FieldSpec, value: Any) -> str:
+    """The text an Input shows for a value."""
+    if value is None:
+        return ""
+    if spec.kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
+        return _toml_scalar(float(value))
+    if spec.kind in ("int", "float", "str"):
+        return str(value)
+    if spec.kind == "list" and isinstance(value, list | tuple | set | frozenset):
+        items = list(value)
+        if spec.item == "str" and all(isinstance(v, str) and _BARE_WORD.match(v) for v in items):
+            return ", ".join(items)
+        return "[" + ", ".join(_toml_scalar(v) for v in items) + "]"
+    return _toml_scalar(value)
+
+
+def _parse_scalar(kind: str, text: str) -> Any:
+    """A typed value, or the text itself when it does not parse (pydantic then says why)."""
+    stripped = text.strip()
+    try:
+        if kind == "int":
+            return int(stripped)
+        if kind == "float":
+            return float(stripped)
+        if kind == "toml":
+            return tomllib.loads(f"v = {stripped}")["v"]
+    except (ValueError, tomllib.TOMLDecodeError):
+        return text
+    return text
+
+
+def _parse_list(item: str, text: str) -> Any:
+    stripped = text.strip()
+    if not stripped:
+        return []
+    if stripped.startswith("["):
+        try:
+            value = tomllib.loads(f"v = {stripped}")["v"]
+        except tomllib.TOMLDecodeError:
+            if not stripped.endswith("]"):
+                return text
+            stripped = stripped[1:-1]  # [a, b] with bare words: read it as a comma list
+        else:
+            if isinstance(value, list):
+                return value
+            return text
+    parts = [part.strip() for part in stripped.split(",")]
+    if parts and not parts[-1]:
+        parts.pop()  # a trailing comma
+    if item == "str":
+        return [part.strip("\"'") for part in parts]
+    return [_parse_scalar(item or "toml", part) for part in parts]
+
+
+def parse_text(spec: FieldSpec, text: str) -> Any:
+    """The value an Input's text stands for; unparseable text is returned unchanged."""
+    if spec.optional and not text.strip():
+        return None
+    if spec.kind == "list":
+        return _parse_list(spec.item, text)
+    if spec.kind == "str":
+        return text
+    return _parse_scalar(spec.kind, text)
+
+
+def control_id(path: Path) -> str:
+    """The DOM id of a field's control: ``f-optim-lr`` for optim.lr."""
+    return "f-" + "-".join(path)
+
+
+# -- widgets ------------------------------------------------------------------------------
+
+
+class FormField(Vertical):
+    """One field: name, control, help text, and an error line shown when it is invalid."""
+
+    def __init__(self, spec: FieldSpec, value: Any) -> None:
+        super().__init__(id="field-" + "-".join(spec.path), classes="form-field")
+        self.spec = spec
+        self.error: str | None = None
+        self.control = self._make_control(value)
+        self._error_line = Static("", classes="field-error", markup=False)
+
+    def _make_control(self, value: Any) -> Widget:
+        spec, cid = self.spec, control_id(self.spec.path)
+        tooltip = spec.dotted
+        if spec.kind == "bool":
+            return Switch(bool(value), id=cid, tooltip=tooltip)
+        if spec.kind == "choice":
+            options = [(str(choice), choice) for choice in spec.choices]
+            selected = value if value in spec.choices else Select.NULL
+            return Select(
+                options, value=selected, allow_blank=False, compact=True, id=cid, tooltip=tooltip
+            )
+        input_type = {"int": "integer", "float": "number"}.get(spec.kind, "text")
+        placeholder = {
+            "int": "whole number",
+            "float": "number",
+            "list": "[a, b] or a, b",
+            "toml": "TOML value",
+        }.get(spec.kind, "")
+        return Input(
+            format_value(spec, value),
+            placeholder=placeholder,
+            type=input_type,  # type: ignore[arg-type]
+            validate_on=[],  # pydantic validates; it alone sets -invalid
+            compact=True,
+            id=cid,
+            tooltip=tooltip,
+        )
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(classes="field-row"):
+            yield Label(self.spec.name, classes="field-name", markup=False)
+            yield self.control
+            yield Static(self.spec.description, classes="field-help", markup=False)
+        yield self._error_line
+
+    def read(self) -> Any:
+        control = self.control
+        if isinstance(control, Switch):
+            return control.value
+        if isinstance(control, Select):
+            return None if control.value is Select.NULL else control.value
+        assert isinstance(control, Input)
+        return parse_text(self.spec, control.value)
+
+    def set_error(self, message: str | None) -> None:
+        self.error = message
+        self._error_line.update(message or "")
+        self.set_class(bool(message), "-invalid")
+        self.control.set_class(bool(message), "-invalid")
+
+
+class FormSection(Vertical):
+    """A titled group of fields and sub-sections for one (nested) model."""
+
+    def __init__(self, path: Path, title: str, items: list[Widget], help_text: str = "") -> None:
+        section_id = "section-" + ("-".join(path) or "root")
+        super().__init__(id=section_id, classes="form-section")
+        self.path = path
+        self.border_title = title
+        self.items: list[Widget] = items
+        self.error: str | None = None
+        self._help = Static(help_text, classes="section-help", markup=False)
+        self._help.display = bool(help_text)
+        self._error_line = Static("", classes="section-error", markup=False)
+
+    def compose(self) -> ComposeResult:
+        yield self._help
+        yield self._error_line
+        yield from self.items
+
+    def read(self) -> dict[str, Any]:
+        return read_items(self.items)
+
+    def set_error(self, message: str | None) -> None:
+        self.error = message
+        self._error_line.update(message or "")
+        self.set_class(bool(message), "-invalid")
+
+    def walk_targets(self) -> Iterator[FormField | FormSection]:
+        yield self
+        for item in self.items:
+            if isinstance(item, FormSection):
+                yield from item.walk_targets()
+            elif isinstance(item, FormField):
+                yield item
+
+
+class UnionSection(FormSection):
+    """A discriminated union: the kind select, then the chosen kind's fields."""
+
+    def __init__(self, spec: UnionSpec, values: dict[str, Any]) -> None:
+        tags = tuple(spec.members)
+        kind = values.get(spec.discriminator)
+        kind = kind if kind in spec.members else tags[0]
+        items = self._member_items(spec, kind, values)
+        super().__init__(spec.path, spec.path[-1], items, model_doc(spec.members[kind]))
+        self.spec = spec
+        self.kind = kind
+        self.kind_field = FormField(
+            FieldSpec(
+                (*spec.path, spec.discriminator),
+                "choice",
+                spec.description or f"which {spec.path[-1]}; changing it resets this section",
+                choices=tags,
+            ),
+            kind,
+        )
+        self.body = Vertical(classes="section-body")
+
+    @staticmethod
+    def _member_items(spec: UnionSpec, kind: Any, values: dict[str, Any]) -> list[Widget]:
+        return [
+            item
+            for item in build_items(spec.members[kind], values, spec.path)
+            if not (isinstance(item, FormField) and item.spec.name == spec.discriminator)
+        ]
+
+    def compose(self) -> ComposeResult:
+        yield self._help
+        yield self._error_line
+        yield self.kind_field
+        with self.body:
+            yield from self.items
+
+    def read(self) -> dict[str, Any]:
+        return {self.spec.discriminator: self.kind, **read_items(self.items)}
+
+    def walk_targets(self) -> Iterator[FormField | FormSection]:
+        yield self
+        yield self.kind_field
+        for item in self.items:
+            if isinstance(item, FormSection):
+                yield from item.walk_targets()
+            elif isinstance(item, FormField):
+                yield item
+
+    @on(Select.Changed)
+    async def _kind_changed(self, event: Select.Changed) -> None:
+        if event.select is not self.kind_field.control:
+            return
+        if event.value is Select.NULL or event.value == self.kind:
+            return
+        # The form reads self.items, so swap them before the DOM catches up.
+        self.kind = event.value
+        defaults = model_defaults(self.spec.members[self.kind])
+        self.items = self._member_items(self.spec, self.kind, defaults)
+        help_text = model_doc(self.spec.members[self.kind])
+        self._help.update(help_text)
+        self._help.display = bool(help_text)
+        await self.body.remove_children()
+        await self.body.mount_all(self.items)
+
+
+def read_items(items: list[Widget]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for item in items:
+        if isinstance(item, FormField):
+            values[item.spec.name] = item.read()
+        elif isinstance(item, FormSection):
+            values[item.path[-1]] = item.read()
+    return values
+
+
+def build_items(model: type[BaseModel], values: dict[str, Any], path: Path) -> list[Widget]:
+    """Fields and sections for every field of ``model`` (recursively), filled from values."""
+    items: list[Widget] = []
+    for name, spec in model_specs(model, path):
+        value = values.get(name)
+        if isinstance(spec, FieldSpec):
+            items.append(FormField(spec, value))
+        elif isinstance(spec, UnionSpec):
+            items.append(UnionSection(spec, _plain(value) if value is not None else {}))
+        else:
+            nested = _plain(value) if value is not None else model_defaults(spec.model)
+            help_text = spec.description or model_doc(spec.model)
+            items.append(
+                FormSection(spec.path, name, build_items(spec.model, nested, spec.path), help_text)
+            )
+    return items
+
+
+# -- the form -----------------------------------------------------------------------------
+
+
+class ConfigForm(Widget, can_focus=False):
+    """An editable Experiment, validated by pydantic as you type."""
+
+    DEFAULT_CSS = """
+    ConfigForm {
+        height: auto;
+        width: 1fr;
+    }
+    ConfigForm FormSection {
+        height: auto;
+        border: round $primary 50%;
+        border-title-color: $text-primary;
+        border-title-style: bold;
+        padding: 0 1;
+        margin: 0 0 1 0;
+    }
+    ConfigForm FormSection FormSection {
+        margin: 0;
+    }
+    ConfigForm FormSection.-has-errors {
+        border: round $error;
+        border-title-color: $text-error;
+    }
+    ConfigForm .section-body {
+        height: auto;
+    }
+    ConfigForm .section-help {
+        color: $text-muted;
+        text-style: italic;
+    }
+    ConfigForm .section-error {
+        display: none;
+        color: $text-error;
+        text-style: bold;
+    }
+    ConfigForm FormSection.-invalid > .section-error {
+        display: block;
+    }
+    ConfigForm FormField {
+        height: auto;
+    }
+    ConfigForm FormField:focus-within {
+        background: $boost;
+    }
+    ConfigForm FormField:focus-within .field-name {
+        color: $text-primary;
+        text-style: bold;
+    }
+    ConfigForm .field-row {
+        height: auto;
+    }
+    ConfigForm .field-name {
+        width: 20;
+        padding-right: 1;
+    }
+    ConfigForm FormField Input, ConfigForm FormField Select {
+        width: 28;
+    }
+    ConfigForm FormField Input:focus {
+        background-tint: $foreground 12%;
+    }
+    ConfigForm FormField Select:focus > SelectCurrent {
+        background-tint: $foreground 12%;
+    }
+    ConfigForm FormField Switch {
+        border: none;
+        height: 1;
+        padding: 0;
+        width: 28;
+    }
+    ConfigForm FormField Switch:focus {
+        border: none;
+        background-tint: $foreground 12%;
+    }
+    ConfigForm .field-help {
+        width: 1fr;
+        height: auto;
+        color: $text-muted;
+        padding-left: 2;
+    }
+    ConfigForm .field-error {
+        display: none;
+        color: $text-error;
+        padding-left: 20;
+    }
+    ConfigForm FormField.-invalid > .field-error {
+        display: block;
+    }
+    ConfigForm FormField.-invalid .field-name {
+        color: $text-error;
+        text-style: bold;
+    }
+    """
+
+    class Validity(Message):
+        """Posted after every validation of the form."""
+
+        def __init__(
+            self, form: ConfigForm, valid: bool, experiment: Experiment | None, errors: int
+        ) -> None:
+            super().__init__()
+            self.form = form
+            self.valid = valid
+            self.experiment = experiment
+            self.errors = errors
+
+        @property
+        def control(self) -> ConfigForm:
+            return self.form
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.model: type[Experiment] = type(experiment)
+        self.experiment: Experiment | None = experiment
+        self.valid = True
+        self.error_count = 0
+        self.sections: list[FormSection] = []
+        self._pending = False
+        self._build(experiment)
+
+    def _build(self, experiment: Experiment) -> None:
+        items = build_items(self.model, experiment.model_dump(), ())
+        scalars = [item for item in items if isinstance(item, FormField)]
+        nested = [item for item in items if not isinstance(item, FormField)]
+        root = FormSection((), "experiment", scalars, model_doc(self.model))
+        self.sections = [root, *(item for item in nested if isinstance(item, FormSection))]
+
+    def compose(self) -> ComposeResult:
+        yield from self.sections
+
+    def on_mount(self) -> None:
+        self._schedule_validation()
+
+    async def load(self, experiment: Experiment) -> None:
+        """Replace every value with those of ``experiment`` (e.g. another preset)."""
+        self.model = type(experiment)
+        self.experiment = experiment
+        self._build(experiment)
+        await self.recompose()
+        self.validate()
+
+    # -- reading ----------------------------------------------------------------------
+
+    def values(self) -> dict[str, Any]:
+        """The form as a nested dict, as typed (unparseable text stays a string)."""
+        values: dict[str, Any] = {}
+        for section in self.sections:
+            if section.path:
+                values[section.path[-1]] = section.read()
+            else:
+                values.update(section.read())
+        return values
+
+    def field(self, dotted: str) -> FormField:
+        """The field at a dotted path, e.g. ``form.field("optim.lr")``."""
+        for target in self._targets().values():
+            if isinstance(target, FormField) and target.spec.dotted == dotted:
+                return target
+        raise KeyError(dotted)
+
+    def _targets(self) -> dict[Path, FormField | FormSection]:
+        targets: dict[Path, FormField | FormSection] = {}
+        for section in self.sections:
+            for target in section.walk_targets():
+                path = target.spec.path if isinstance(target, FormField) else target.path
+                targets[path] = target
+        return targets
+
+    def _union_tags(self) -> dict[Path, set[Any]]:
+        tags: dict[Path, set[Any]] = {}
+        for target in self._targets().values():
+            if isinstance(target, UnionSection):
+                tags[target.path] = set(target.spec.members)
+        return tags
+
+    # -- validating -------------------------------------------------------------------
+
+    def validate(self) -> Experiment | None:
+        """Validate with pydantic; mark each invalid field with its message; post Validity."""
+        targets = self._targets()
+        messages: dict[Path, list[str]] = {}
+        experiment: Experiment | None = None
+        try:
+            experiment = self.model.model_validate(self.values())
+        except ValidationError as exc:
+            tags = self._union_tags()
+            for error in exc.errors():
+                path, text = self._place(error, targets, tags)
+                messages.setdefault(path, []).append(text)
+        except Exception as exc:  # noqa: BLE001 - a validator raised what pydantic won't wrap
+            messages.setdefault((), []).append(f"{type(exc).__name__}: {exc}")
+        for path, target in targets.items():
+            target.set_error("; ".join(dict.fromkeys(messages.get(path, []))) or None)
+        for section in targets.values():
+            if isinstance(section, FormSection):
+                prefix = section.path
+                bad = any(path[: len(prefix)] == prefix for path in messages if path)
+                section.set_class(bad and bool(prefix), "-has-errors")
+        self.experiment = experiment
+        self.valid = experiment is not None
+        self.error_count = len(messages)
+        self.post_message(self.Validity(self, self.valid, experiment, self.error_count))
+        return experiment
+
+    def _place(
+        self,
+        error: Any,
+        targets: dict[Path, FormField | FormSection],
+        tags: dict[Path, set[Any]],
+    ) -> tuple[Path, str]:
+        """The path of the widget that shows this pydantic error, and the text to show."""
+        clean: list[Any] = []
+        skipped: set[Path] = set()
+        for part in error["loc"]:
+            union = tuple(clean)
+            if union in tags and union not in skipped and part in tags[union]:
+                skipped.add(union)  # the union's tag (task -> modular -> p) is not a field
+                continue
+            clean.append(part)
+        text = str(error["msg"]).removeprefix("Value error, ")
+        if error.get("type") == "extra_forbidden":
+            text = "unknown field"
+        for size in range(len(clean), -1, -1):
+            path = tuple(str(part) for part in clean[:size])
+            if path in targets or size == 0:
+                break
+        rest = clean[size:]
+        if rest and isinstance(rest[0], int):
+            text = f"item {rest[0] + 1}: {text}"
+        elif rest:
+            text = f"{'.'.join(map(str, rest))}: {text}"
+        if not path:  # a model-level error: put it on a field it names, if any
+            for match in re.finditer(r"\b[A-Za-z_]\w*(?:\.\w+)+\b", text):
+                named = tuple(match.group().split("."))
+                if named in targets and isinstance(targets[named], FormField):
+                    return named, text
+        return path, text
+
+    def _schedule_validation(self) -> None:
+        # Coalesces a burst of changes (a paste, a kind switch) into one validation.
+        if not self._pending:
+            self._pending = True
+            self.call_later(self._scheduled_validation)
+
+    def _scheduled_validation(self) -> None:
+        self._pending = False
+        if self.is_attached:
+            self.validate()
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    @on(Switch.Changed)
+    def _changed(self, event: Message) -> None:
+        self._schedule_validation()
+
+    @on(Input.Submitted)
+    def _next_field(self, event: Input.Submitted) -> None:
+        event.stop()
+        self.screen.focus_next()

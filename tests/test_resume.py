@@ -1,0 +1,116 @@
+"""Stop or kill a detached run, resume it, and get the same weights as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grokterm import launcher
+from grokterm.lab import Lab
+from grokterm.lab.stream import read_records
+
+SETTINGS = [
+    "--set", "task.p=23",
+    "--set", "schedule.steps=1500",
+    "--set", "schedule.eval_every=20",
+    "--set", "schedule.checkpoint_every=100",
+]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def grokterm(lab: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "grokterm", "--lab", str(lab), *args],
+        capture_output=True, text=True, env=ENV, check=check, timeout=300,
+    )
+
+
+def wait_for_step(lab: Lab, run_id: str, step: int, deadline: float = 120) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if launcher.read_status(lab, run_id).get("step", 0) >= step:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{run_id} did not reach step {step}")
+
+
+def final_weights(lab: Lab, run_id: str) -> dict[str, torch.Tensor]:
+    path = lab.run_dir(run_id) / "checkpoints" / "step-000001500.pt"
+    return torch.load(path, weights_only=True)["model"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict[str, torch.Tensor]:
+    lab_dir = tmp_path_factory.mktemp("reference")
+    grokterm(lab_dir, "run", "modadd-mlp", *SETTINGS)
+    return final_weights(Lab(lab_dir), "modadd-mlp-1")
+
+
+def start_detached(lab_dir: Path) -> str:
+    return grokterm(lab_dir, "run", "modadd-mlp", *SETTINGS, "--detach").stdout.strip()
+
+
+def assert_complete_series(lab: Lab, run_id: str) -> None:
+    steps = [record["step"] for record in read_records(lab.run_dir(run_id) / "metrics.jsonl")]
+    assert steps == list(range(0, 1501))
+
+
+def assert_same(weights: dict, reference: dict) -> None:
+    assert weights.keys() == reference.keys()
+    for name in weights:
+        assert torch.equal(weights[name], reference[name]), name
+
+
+def test_stopped_run_resumes_bit_identically(tmp_path, reference):
+    lab = Lab(tmp_path)
+    run_id = start_detached(tmp_path)
+    wait_for_step(lab, run_id, 450)
+    grokterm(tmp_path, "stop", run_id)
+    view = launcher.wait_until_done(lab, run_id, timeout=60)
+    assert view["status"] == "stopped"
+    stopped_at = view["step"]
+    assert 450 <= stopped_at < 1500
+
+    assert "resuming" in grokterm(tmp_path, "resume", run_id).stdout
+    view = launcher.wait_until_done(lab, run_id, timeout=180)
+    assert view["status"] == "finished", view
+    assert_complete_series(lab, run_id)
+    assert_same(final_weights(lab, run_id), reference)
+    kinds = [event["kind"] for event in lab.events(run_id)]
+    assert len(kinds) == len(set(kinds)), "events were duplicated by the resume"
+
+
+def test_killed_run_shows_crashed_then_resumes_bit_identically(tmp_path, reference, monkeypatch):
+    monkeypatch.setattr(launcher, "STALE_AFTER_SECONDS", 2.0)
+    lab = Lab(tmp_path)
+    run_id = start_detached(tmp_path)
+    wait_for_step(lab, run_id, 350)
+    pid = launcher.read_status(lab, run_id)["pid"]
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(3)
+    view = launcher.live_view(lab, lab.get_run(run_id))
+    assert view["status"] == "crashed"
+    assert view["step"] >= 350
+
+    launcher.resume(lab, run_id)
+    view = launcher.wait_until_done(lab, run_id, timeout=180)
+    assert view["status"] == "finished", view
+    assert_complete_series(lab, run_id)
+    assert_same(final_weights(lab, run_id), reference)
+
+
+def test_only_stopped_or_crashed_runs_resume(tmp_path):
+    grokterm(tmp_path, "run", "modadd-mlp", "--set", "task.p=11", "--set", "schedule.steps=20")
+    result = grokterm(tmp_path, "resume", "1", check=False)
+    assert result.returncode == 2
+    assert "only stopped or crashed runs resume" in result.stderr
+    status = json.loads(grokterm(tmp_path, "show", "1", "--json").stdout)["status"]
+    assert status == "finished"
