@@ -1,10 +1,11 @@
-# grokterm: `make run` opens the lab (creating .venv on first use); `make test` runs the tests.
+# grokterm: `make run` opens the TUI (creating .venv on first use); `make test` runs the tests.
+# `make demo` runs the CPU demo headless.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint clean
+.PHONY: run demo test bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(BIN)/grokterm
+
+demo: $(STAMP)
 	$(BIN)/grokterm run modadd-mlp
 
 test: $(STAMP)

@@ -52,6 +52,7 @@ class MonitorScreen(Screen):
         Binding("l", "toggle_log", "Log/linear x"),
         Binding("S", "smoothing", "Smoothing"),
         Binding("m", "next_metric", "Other metric"),
+        Binding("c", "next_chart", "Next chart (narrow)", show=False),
         Binding("a", "add_note", "Note here"),
         Binding("s", "stop_run", "Stop"),
         Binding("r", "resume_run", "Resume"),
@@ -72,7 +73,7 @@ class MonitorScreen(Screen):
         self.extra_metric: str | None = None
         self._rate: tuple[float, int] | None = None
         self.steps_per_second: float | None = None
-        self._records_version = -1
+        self.chart_index = 0
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -89,6 +90,13 @@ class MonitorScreen(Screen):
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
+        self.layout_charts()
+
+    def layout_charts(self) -> None:
+        """Wide: all four charts. Narrow (80x24): one at a time, `c` shows the next."""
+        narrow = self.has_class("-narrow")
+        for index, chart in enumerate(self.query(MetricChart)):
+            chart.display = not narrow or index == self.chart_index
 
     def on_mount(self) -> None:
         self.title = self.run_id
@@ -200,6 +208,10 @@ class MonitorScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+    def action_next_chart(self) -> None:
+        self.chart_index = (self.chart_index + 1) % len(self.query(MetricChart))
+        self.layout_charts()
 
     def action_toggle_log(self) -> None:
         self.log_x = not self.log_x

@@ -60,7 +60,7 @@ def row_values(view: dict[str, Any]) -> dict[str, Any]:
         "t2": summary.get("t2"),
         "t4": summary.get("t4"),
         "tags": ",".join(view.get("tags") or []),
-        "started": (view.get("started") or view.get("created") or "")[:16].replace("T", " "),
+        "started": (view.get("started") or view.get("created") or "")[5:16].replace("T", " "),
     }
 
 
@@ -309,8 +309,8 @@ def preview_text(view: dict[str, Any], events: list[dict], notes: list[dict]) ->
         text.append(f"{view['reason']}\n", style="italic")
     text.append("\nevents\n", style="bold underline")
     for event in events:
-        text.append(f"{event['step']:>8}  {event['kind']:<8}", style="bold")
-        text.append(f"{event['detail']}\n")
+        text.append(f"{event['step']:>8} {event['kind']}\n", style="bold")
+        text.append(f"  {event['detail']}\n")
     if not events:
         text.append("none yet\n", style="dim")
     text.append("\nnotes\n", style="bold underline")

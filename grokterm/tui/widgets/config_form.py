@@ -635,6 +635,28 @@ class ConfigForm(Widget, can_focus=False):
                 return target
         raise KeyError(dotted)
 
+    def errors(self) -> dict[str, str]:
+        """The messages shown now, by dotted path ('' = the experiment as a whole)."""
+        return {
+            ".".join(path): target.error
+            for path, target in self._targets().items()
+            if target.error
+        }
+
+    def focus_first_error(self) -> bool:
+        """Focus (and scroll to) the first field that shows an error; False if none does."""
+        for target in self._targets().values():
+            if not target.error:
+                continue
+            if isinstance(target, UnionSection):
+                target.kind_field.control.focus()
+            elif isinstance(target, FormField):
+                target.control.focus()
+            else:
+                target.scroll_visible()
+            return True
+        return False
+
     def _targets(self) -> dict[Path, FormField | FormSection]:
         targets: dict[Path, FormField | FormSection] = {}
         for section in self.sections:
