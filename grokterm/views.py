@@ -161,7 +161,7 @@ def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
     for run_id in ids:
         diff.add_column(run_id)
     for key, values in comparison["config_diff"].items():
-        diff.add_row(key, *(fmt(v) for v in values))
+        diff.add_row(key, *(str(v) for v in values))
     if comparison["config_diff"]:
         out.print(diff)
     else:

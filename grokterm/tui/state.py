@@ -5,6 +5,7 @@ Everything here goes through the lab-log module and the launcher; no torch, no T
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from grokterm import launcher
@@ -14,14 +15,24 @@ from grokterm.tui.series import RunSeries
 
 
 class RunTail:
-    """A run's metrics.jsonl, read as it grows."""
+    """A run's metrics.jsonl, read as it grows. Shared by screens and polled from threads."""
 
     def __init__(self, lab: Lab, run_id: str):
         self.tail = StreamTail(lab.run_dir(run_id) / "metrics.jsonl")
         self.series = RunSeries()
+        self._lock = threading.Lock()
 
     def poll(self) -> bool:
-        """Read new records; True when the series changed."""
+        """Read new records; True when the series changed. A poll already under way wins:
+        two readers of one tail would add the same records twice."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            return self._read()
+        finally:
+            self._lock.release()
+
+    def _read(self) -> bool:
         records = self.tail.read_new()
         if self.tail.reset:  # the stream was rewritten (a resume dropped records)
             self.series.reset()

@@ -130,6 +130,7 @@ class MetricChart(PlotextPlot):
         if self.log_y and y_hi > y_lo:
             positions, labels = value_ticks(y_lo, y_hi)
             plt.yticks(positions, labels)
+            plt.ylim(positions[0], positions[-1])
         for marker in self.markers:
             if marker.step <= 0 and self.log_x:
                 continue

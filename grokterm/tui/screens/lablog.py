@@ -1,0 +1,391 @@
+"""The lab log as one timeline: runs created and ended, notes and detected events."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from grokterm.lab import LabError
+from grokterm.tui.screens.dialogs import Prompt
+from grokterm.tui.screens.runs import STATUS_STYLE
+from grokterm.tui.state import LabState
+from grokterm.tui.widgets import NARROW_BELOW
+
+REFRESH_SECONDS = 2.0
+NOTE_MAX = 10_000  # the same limit as a note on a run
+TEXT_SHOWN = 120  # characters of an entry's text in the table; the detail line shows it all
+COLUMNS = [
+    ("mark", " "),
+    ("time", "time (UTC)"),
+    ("what", "what"),
+    ("run", "run"),
+    ("step", "step"),
+    ("text", "text"),
+]
+# Entries at the same second: a run is created before its events, notes follow, it ends last.
+RANK = {"created": 0, "event": 1, "note": 2, "ended": 3}
+EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    time: str  # ISO 8601, as stored
+    source: str  # "created", "ended", "event" or "note"
+    what: str  # shown: created / a run status / an event kind / note
+    run: str | None  # None for a lab-wide note
+    step: int | None
+    text: str
+
+    def haystack(self) -> str:
+        fields = (self.time, self.what, self.run or "lab", self.step, self.text)
+        return " ".join("" if f is None else str(f) for f in fields).lower()
+
+
+def parse_time(value: str | None) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value or "")
+    except ValueError:
+        return EARLIEST
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _acc(view: dict[str, Any], key: str) -> float | None:
+    value = (view.get("latest") or {}).get(key)
+    return value if value is not None else (view.get("summary") or {}).get(key)
+
+
+def run_entries(view: dict[str, Any]) -> list[Entry]:
+    """A run's 'created' entry, and its 'ended' entry once it has ended."""
+    run_id, status = view["id"], view["status"]
+    source = view.get("preset") or view.get("name") or "a config file"
+    total = view.get("total")
+    created = f"from {source}" + (f", {total} steps" if total else "")
+    if not view.get("ended"):
+        created += f"; now {status} at step {view.get('step') or 0}"
+        if view.get("reason"):
+            created += f" ({view['reason']})"
+    entries = [
+        Entry(
+            f"run:{run_id}:created",
+            view.get("created") or "",
+            "created",
+            "created",
+            run_id,
+            None,
+            created,
+        )
+    ]
+    if view.get("ended"):
+        summary = view.get("summary") or {}
+        parts = [f"outcome {summary.get('phase') or '–'}"]
+        train, test = _acc(view, "train_acc"), _acc(view, "test_acc")
+        if train is not None and test is not None:
+            parts.append(f"train {train:.3f} test {test:.3f}")
+        marks = [f"{k}={summary[k]}" for k in ("t2", "t4") if summary.get(k) is not None]
+        if marks:
+            parts.append(" ".join(marks))
+        if view.get("reason"):
+            parts.append(str(view["reason"]))
+        ended = Entry(
+            f"run:{run_id}:ended",
+            view["ended"],
+            "ended",
+            status,
+            run_id,
+            view.get("step"),
+            " · ".join(parts),
+        )
+        entries.append(ended)
+    return entries
+
+
+def timeline(
+    runs: list[dict[str, Any]], notes: list[dict[str, Any]], events: list[dict[str, Any]]
+) -> list[Entry]:
+    """Every entry of the lab log, oldest first."""
+    entries: list[Entry] = []
+    for view in runs:
+        entries += run_entries(view)
+    created = {view["id"]: view.get("created") or "" for view in runs}
+    seen: dict[tuple, int] = {}
+    for event in events:
+        ident = (event.get("run"), event.get("step"), event.get("kind"))
+        seen[ident] = seen.get(ident, -1) + 1
+        key = "event:{}:{}:{}:{}".format(*ident, seen[ident])
+        when = event.get("time") or created.get(event.get("run"), "")
+        kind, detail = str(event.get("kind")), str(event.get("detail") or "")
+        entries.append(Entry(key, when, "event", kind, event.get("run"), event.get("step"), detail))
+    for note in notes:
+        key, text = f"note:{note.get('id')}", str(note.get("text") or "")
+        entries.append(
+            Entry(
+                key, note.get("time") or "", "note", "note", note.get("run"), note.get("step"), text
+            )
+        )
+    order = {id(entry): i for i, entry in enumerate(entries)}
+    entries.sort(key=lambda e: (parse_time(e.time), RANK[e.source], e.step or 0, order[id(e)]))
+    return entries
+
+
+def row_cells(entry: Entry, marked: bool, compact: bool = False) -> list[Any]:
+    if entry.source == "note":
+        what = Text("note", style="bold yellow")
+    elif entry.source == "event":
+        what = Text(entry.what, style="bold cyan")
+    else:
+        what = Text(entry.what, style=STATUS_STYLE.get(entry.what, ""))
+    text = entry.text.replace("\n", " ")
+    if len(text) > TEXT_SHOWN:
+        text = text[: TEXT_SHOWN - 1] + "…"
+    return [
+        "●" if marked else " ",
+        entry.time[5 if compact else 0 : 19].replace("T", " ") or "–",
+        what,
+        entry.run or Text("lab", style="italic"),
+        "–" if entry.step is None else str(entry.step),
+        text,
+    ]
+
+
+class LabLogScreen(Screen):
+    """Lab log: runs, notes and events in time order"""
+
+    BINDINGS = [
+        Binding("escape", "back", "Back"),
+        Binding("enter", "open_run", "Open run"),
+        Binding("space", "toggle_mark", "Mark"),
+        Binding("e", "export", "Export runs"),
+        Binding("n", "lab_note", "Lab note"),
+        Binding("a", "run_note", "Note on run"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+    ]
+
+    def __init__(self, state: LabState):
+        super().__init__()
+        self.state = state
+        self.entries: list[Entry] = []
+        self.shown: list[Entry] = []
+        self.marked: set[str] = set()
+        self.filter_text = ""
+        self.error: str | None = None
+        self._rendered: tuple | None = None
+        self._loaded = False
+        self.compact = False  # narrow terminal: times without the year
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter entries (time, run, kind, step, text)", id="lablog-filter")
+        yield DataTable(id="lablog", cursor_type="row", zebra_stripes=True)
+        yield Static("", id="lablog-detail")
+        yield Static("", id="lablog-status")
+        yield Footer()
+
+    def on_resize(self) -> None:
+        narrow = self.size.width < NARROW_BELOW
+        self.set_class(narrow, "-narrow")
+        if narrow != self.compact:
+            self.compact = narrow
+            if self.entries:  # already shown: show again with the other time format
+                self.render_table()
+
+    def on_mount(self) -> None:
+        self.title = "lab log"
+        self.sub_title = str(self.state.lab.root)
+        table = self.query_one("#lablog", DataTable)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        self.query_one("#lablog-filter", Input).display = False
+        self.reload()
+        self.set_interval(REFRESH_SECONDS, self.reload)
+        table.focus()
+
+    # --- data ------------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="lablog-refresh", exit_on_error=False)
+    def reload(self) -> None:
+        try:
+            entries = timeline(self.state.runs(), self.state.notes(), self.state.events())
+        except (LabError, OSError) as exc:
+            self.app.call_from_thread(self.show_error, str(exc))
+            return
+        self.app.call_from_thread(self.show_entries, entries)
+
+    def show_error(self, message: str) -> None:
+        if self.is_attached:
+            self.error = message
+            self.update_status()
+
+    def show_entries(self, entries: list[Entry]) -> None:
+        if not self.is_attached:  # closed while the worker ran
+            return
+        self.error = None
+        self.entries = entries
+        self.render_table()
+
+    def matches(self, entry: Entry) -> bool:
+        haystack = entry.haystack()
+        return all(word in haystack for word in self.filter_text.lower().split())
+
+    def render_table(self) -> None:
+        self.shown = [entry for entry in self.entries if self.matches(entry)]
+        state = (tuple(self.shown), frozenset(self.marked), self.compact)
+        if state != self._rendered:
+            self._rendered = state
+            table = self.query_one("#lablog", DataTable)
+            selected = self.selected_entry()
+            table.clear()
+            for entry in self.shown:
+                cells = row_cells(entry, entry.key in self.marked, self.compact)
+                table.add_row(*cells, key=entry.key)
+            keys = [entry.key for entry in self.shown]
+            if not self._loaded and keys:
+                table.move_cursor(row=len(keys) - 1, animate=False)  # the newest entry
+            elif selected is not None and selected.key in keys:
+                table.move_cursor(row=keys.index(selected.key), animate=False)
+            self._loaded = self._loaded or bool(self.entries)
+        self.update_status()
+        self.update_detail()
+
+    def update_status(self) -> None:
+        if self.error:
+            self.query_one("#lablog-status", Static).update(Text(self.error, style="bold red"))
+            return
+        status = f"{len(self.shown)} of {len(self.entries)} entries"
+        if self.marked:
+            status += f" · {len(self.marked)} marked"
+        if self.filter_text:
+            status += f" · filter: {self.filter_text}"
+        if not self.entries:
+            status = "The lab log is empty: launch a run, or press n for a lab note."
+        self.query_one("#lablog-status", Static).update(status)
+
+    def selected_entry(self) -> Entry | None:
+        table = self.query_one("#lablog", DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return next((entry for entry in self.shown if entry.key == row_key.value), None)
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self) -> None:
+        self.update_detail()
+
+    def update_detail(self) -> None:
+        entry = self.selected_entry()
+        detail = self.query_one("#lablog-detail", Static)
+        if entry is None:
+            detail.update("")
+            return
+        text = Text()
+        text.append(f"{entry.run or 'lab'}", style="bold")
+        if entry.step is not None:
+            text.append(f" @ step {entry.step}", style="bold")
+        text.append(f"  {entry.what}: ", style="dim")
+        text.append(entry.text)
+        detail.update(text)
+
+    # --- actions ---------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        box = self.query_one("#lablog-filter", Input)
+        if box.has_focus:  # escape in the filter box clears and closes the filter first
+            box.value = ""
+            self.filter_text = ""
+            self.render_table()
+            self._filter_done()
+            return
+        self.app.pop_screen()
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self) -> None:
+        self.action_open_run()
+
+    def action_open_run(self) -> None:
+        entry = self.selected_entry()
+        if entry is None:
+            return
+        if entry.run is None:
+            self.notify("A lab note belongs to no run")
+            return
+        self.app.open_monitor(entry.run)
+
+    def action_toggle_mark(self) -> None:
+        entry = self.selected_entry()
+        if entry is not None:
+            self.marked ^= {entry.key}
+            table = self.query_one("#lablog", DataTable)
+            row = table.cursor_row
+            self.render_table()
+            if row + 1 < table.row_count:  # like a file manager: mark, then move on
+                table.move_cursor(row=row + 1, animate=False)
+
+    def runs_to_export(self) -> list[str]:
+        """The runs of the marked entries, or of the highlighted entry when none is marked."""
+        if self.marked:
+            chosen = [entry for entry in self.entries if entry.key in self.marked]
+        else:
+            entry = self.selected_entry()
+            chosen = [entry] if entry else []
+        return sorted({entry.run for entry in chosen if entry.run})
+
+    def action_export(self) -> None:
+        run_ids = self.runs_to_export()
+        if not run_ids:
+            message = "No run in the chosen entries (lab notes belong to no run)"
+            self.notify(message, severity="warning")
+            return
+        self.app.export_runs(run_ids)
+
+    def action_lab_note(self) -> None:
+        def save(text: str | None) -> None:
+            if text:
+                self.write_lab_note(text)
+
+        prompt = Prompt("Lab note (on the lab, not on a run)", max_length=NOTE_MAX)
+        self.app.push_screen(prompt, save)
+
+    @work(thread=True, exit_on_error=False, group="lab-write")
+    def write_lab_note(self, text: str) -> None:
+        try:
+            self.state.lab.add_note(text)
+        except (LabError, OSError) as exc:
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.app.call_from_thread(self.notify, "Lab note added")
+        self.app.call_from_thread(self.reload)
+
+    def action_run_note(self) -> None:
+        entry = self.selected_entry()
+        if entry is None or entry.run is None:
+            self.action_lab_note()
+            return
+        self.app.add_note(entry.run, step=entry.step)
+
+    def action_filter(self) -> None:
+        box = self.query_one("#lablog-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#lablog-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.render_table()
+
+    @on(Input.Submitted, "#lablog-filter")
+    def _filter_done(self) -> None:
+        box = self.query_one("#lablog-filter", Input)
+        box.display = bool(self.filter_text)
+        self.query_one("#lablog", DataTable).focus()
+
+    def action_help(self) -> None:
+        self.app.show_help(self)
