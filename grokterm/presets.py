@@ -138,6 +138,7 @@ def save_preset(experiment: Experiment, name: str, header: str = "") -> Path:
     from grokterm.lab.store import write_bytes_atomic
 
     path = presets_dir() / f"{name}.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     comment = "".join(f"# {line}\n" for line in header.splitlines())
     write_bytes_atomic(path, (comment + experiment_to_toml(experiment)).encode())
     return path

@@ -26,7 +26,7 @@ import annotated_types
 import tomli_w
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
@@ -38,6 +38,7 @@ from grokterm.config import Experiment
 # -- what the model says ------------------------------------------------------------------
 
 Path = tuple[str, ...]
+NARROW_BELOW = 100  # form width in cells under which help text shows only for the focused field
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,7 @@ def describe(annotation: Any, info: FieldInfo | None, path: Path) -> Spec:
         args = [_unwrap(arg) for arg in get_args(annotation) if arg is not type(None)]
         optional = len(args) < len(get_args(annotation))
         discriminator = info.discriminator if info else None
-        if (
-            not optional
-            and isinstance(discriminator, str)
-            and all(_is_model(arg) for arg in args)
-        ):
+        if not optional and isinstance(discriminator, str) and all(_is_model(arg) for arg in args):
             members = {_union_tag(arg, discriminator): arg for arg in args}
             return UnionSpec(path, discriminator, members, description)
         if len(args) != 1:
@@ -266,6 +263,10 @@ def parse_text(spec: FieldSpec, text: str) -> Any:
     return _parse_scalar(spec.kind, text)
 
 
+def _on_off(value: Any) -> str:
+    return "on" if value else "off"
+
+
 def control_id(path: Path) -> str:
     """The DOM id of a field's control: ``f-optim-lr`` for optim.lr."""
     return "f-" + "-".join(path)
@@ -282,7 +283,17 @@ class FormField(Vertical):
         self.spec = spec
         self.error: str | None = None
         self.control = self._make_control(value)
-        self._error_line = Static("", classes="field-error", markup=False)
+        # One line under the field: the error when there is one, else (in a narrow form,
+        # for the focused field only) the help text.
+        self._note = Static(spec.description, classes="field-note", markup=False)
+        self._note.set_class(not spec.description, "-blank")
+        self._switch_state = Label(_on_off(value), classes="switch-state")
+        self._switch_state.set_class(bool(value), "-on")
+
+    @on(Switch.Changed)
+    def _switched(self, event: Switch.Changed) -> None:
+        self._switch_state.update(_on_off(event.value))
+        self._switch_state.set_class(event.value, "-on")
 
     def _make_control(self, value: Any) -> Widget:
         spec, cid = self.spec, control_id(self.spec.path)
@@ -316,8 +327,10 @@ class FormField(Vertical):
         with Horizontal(classes="field-row"):
             yield Label(self.spec.name, classes="field-name", markup=False)
             yield self.control
+            if isinstance(self.control, Switch):
+                yield self._switch_state
             yield Static(self.spec.description, classes="field-help", markup=False)
-        yield self._error_line
+        yield self._note
 
     def read(self) -> Any:
         control = self.control
@@ -329,8 +342,12 @@ class FormField(Vertical):
         return parse_text(self.spec, control.value)
 
     def set_error(self, message: str | None) -> None:
+        if message == self.error:
+            return
         self.error = message
-        self._error_line.update(message or "")
+        text = message or self.spec.description
+        self._note.update(text)
+        self._note.set_class(not text, "-blank")
         self.set_class(bool(message), "-invalid")
         self.control.set_class(bool(message), "-invalid")
 
@@ -358,6 +375,8 @@ class FormSection(Vertical):
         return read_items(self.items)
 
     def set_error(self, message: str | None) -> None:
+        if message == self.error:
+            return
         self.error = message
         self._error_line.update(message or "")
         self.set_class(bool(message), "-invalid")
@@ -386,7 +405,7 @@ class UnionSection(FormSection):
             FieldSpec(
                 (*spec.path, spec.discriminator),
                 "choice",
-                spec.description or f"which {spec.path[-1]}; changing it resets this section",
+                spec.description or "changing it resets this section to its defaults",
                 choices=tags,
             ),
             kind,
@@ -520,7 +539,7 @@ class ConfigForm(Widget, can_focus=False):
         height: auto;
     }
     ConfigForm .field-name {
-        width: 20;
+        width: 23;
         padding-right: 1;
     }
     ConfigForm FormField Input, ConfigForm FormField Select {
@@ -536,7 +555,15 @@ class ConfigForm(Widget, can_focus=False):
         border: none;
         height: 1;
         padding: 0;
-        width: 28;
+        width: 8;
+    }
+    ConfigForm .switch-state {
+        width: 20;
+        padding-left: 1;
+        color: $text-muted;
+    }
+    ConfigForm .switch-state.-on {
+        color: $text-success;
     }
     ConfigForm FormField Switch:focus {
         border: none;
@@ -548,13 +575,27 @@ class ConfigForm(Widget, can_focus=False):
         color: $text-muted;
         padding-left: 2;
     }
-    ConfigForm .field-error {
+    ConfigForm .field-note {
         display: none;
-        color: $text-error;
-        padding-left: 20;
+        height: auto;
+        color: $text-muted;
+        padding-left: 23;
     }
-    ConfigForm FormField.-invalid > .field-error {
+    ConfigForm.-narrow .field-row > .field-help {
+        display: none;
+    }
+    ConfigForm.-narrow FormField:focus-within > .field-note {
         display: block;
+    }
+    ConfigForm.-narrow FormField Input, ConfigForm.-narrow FormField Select {
+        width: 1fr;
+    }
+    ConfigForm FormField.-invalid > .field-note {
+        display: block;
+        color: $text-error;
+    }
+    ConfigForm .field-note.-blank {
+        display: none !important;
     }
     ConfigForm FormField.-invalid .field-name {
         color: $text-error;
@@ -608,6 +649,10 @@ class ConfigForm(Widget, can_focus=False):
     def on_mount(self) -> None:
         self._schedule_validation()
 
+    def on_resize(self, event: events.Resize) -> None:
+        # Narrow (80x24): one line per field; the focused field shows its help below it.
+        self.set_class(event.size.width < NARROW_BELOW, "-narrow")
+
     async def load(self, experiment: Experiment) -> None:
         """Replace every value with those of ``experiment`` (e.g. another preset)."""
         self.model = type(experiment)
@@ -638,9 +683,7 @@ class ConfigForm(Widget, can_focus=False):
     def errors(self) -> dict[str, str]:
         """The messages shown now, by dotted path ('' = the experiment as a whole)."""
         return {
-            ".".join(path): target.error
-            for path, target in self._targets().items()
-            if target.error
+            ".".join(path): target.error for path, target in self._targets().items() if target.error
         }
 
     def focus_first_error(self) -> bool:
