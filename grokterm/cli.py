@@ -98,7 +98,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from grokterm import launcher, views
 
     lab = lab_from(args)
-    runs = [launcher.live_view(lab, record) for record in lab.list_runs()]
+    runs = launcher.live_views(lab)
     if args.json:
         dump_json(runs)
     elif not runs:

@@ -100,6 +100,28 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+def phase_marks(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """t1..t4 and the outcome of each run, from its detected events."""
+    marks: dict[str, dict[str, Any]] = {}
+    for event in events:
+        run_marks = marks.setdefault(event["run"], {})
+        if event["kind"] in ("t1", "t2", "t3", "t4"):
+            run_marks[event["kind"]] = event["step"]
+        elif event["kind"] == "outcome":
+            run_marks["phase"] = event["detail"].split(":", 1)[0]
+    return marks
+
+
+def live_views(lab: Lab) -> list[dict[str, Any]]:
+    """Every run's live view; a running run's phase marks come from its events so far."""
+    marks = phase_marks(lab.events())
+    views = [live_view(lab, record) for record in lab.list_runs()]
+    for view in views:
+        if view["id"] in marks:
+            view["summary"] = {**(view.get("summary") or {}), **marks[view["id"]]}
+    return views
+
+
 def stop(lab: Lab, run_id: str) -> None:
     """Ask a running run to stop: it checkpoints and ends as 'stopped'."""
     record = lab.get_run(run_id)

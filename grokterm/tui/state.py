@@ -46,7 +46,7 @@ class LabState:
         self._tails: dict[str, RunTail] = {}
 
     def runs(self) -> list[dict[str, Any]]:
-        return [launcher.live_view(self.lab, record) for record in self.lab.list_runs()]
+        return launcher.live_views(self.lab)
 
     def run(self, run_id: str) -> dict[str, Any]:
         return launcher.live_view(self.lab, self.lab.get_run(run_id))

@@ -60,7 +60,7 @@ def row_values(view: dict[str, Any]) -> dict[str, Any]:
         "t2": summary.get("t2"),
         "t4": summary.get("t4"),
         "tags": ",".join(view.get("tags") or []),
-        "started": (view.get("started") or view.get("created") or "")[5:16].replace("T", " "),
+        "started": view.get("started") or view.get("created") or "",
     }
 
 
@@ -69,6 +69,8 @@ def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
         return "–"
     if key in ("train", "test"):
         return f"{value:.3f}"
+    if key == "started":
+        return value[5:16].replace("T", " ")  # the stored time is UTC, like the lab log's
     if key == "status":
         return Text(value, style=STATUS_STYLE.get(value, ""))
     if key == "step":
