@@ -11,10 +11,10 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from grokterm.lab import LabError
+from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE, SMOOTHING_LEVELS
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
@@ -123,7 +123,7 @@ class AccuracyChart(MetricChart):
         self.plt.ylim(0.0, 1.0)
 
 
-class CompareScreen(Screen):
+class CompareScreen(GrokScreen):
     """Compare: marked runs overlaid"""
 
     BINDINGS = [

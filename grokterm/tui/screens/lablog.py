@@ -10,10 +10,10 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from grokterm.lab import LabError
+from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.screens.dialogs import Prompt
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.state import LabState
@@ -156,7 +156,7 @@ def row_cells(entry: Entry, marked: bool, compact: bool = False) -> list[Any]:
     ]
 
 
-class LabLogScreen(Screen):
+class LabLogScreen(GrokScreen):
     """Lab log: runs, notes and events in time order"""
 
     BINDINGS = [

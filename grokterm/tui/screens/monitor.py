@@ -10,9 +10,9 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -44,7 +44,7 @@ def eta_text(view: dict[str, Any], rate: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class MonitorScreen(Screen):
+class MonitorScreen(GrokScreen):
     """Monitor: one run's live charts, events and notes"""
 
     BINDINGS = [

@@ -9,9 +9,9 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
@@ -83,7 +83,7 @@ def sort_key(value: Any) -> tuple:
     return (value is None or value == "", value if value is not None else 0)
 
 
-class RunsScreen(Screen):
+class RunsScreen(GrokScreen):
     """Runs: every run in the lab"""
 
     BINDINGS = [
