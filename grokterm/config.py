@@ -150,6 +150,19 @@ class Detector(Section):
     comprehension_rise: float = Field(0.10, gt=0, le=1, description="t3: test acc rise")
     generalized: float = Field(0.95, gt=0, le=1, description="t4: test acc ≥ this")
     grokking_gap: int = Field(1000, ge=0, description="t4 - t2 > gap means grokking")
+    collapse_drop: float = Field(
+        0.10, gt=0, le=1, description="anti-grokking: smoothed test acc this far below its peak"
+    )
+    collapse_smoothing: float = Field(
+        0.5, ge=0, lt=1, description="anti-grokking: EMA strength over probe points"
+    )
+    alpha_overfit: float = Field(2.0, gt=0, description="HTSR: a layer with α below this")
+    slingshot_factor: float = Field(
+        10.0, gt=1, description="slingshot: train loss ≥ this × its running minimum"
+    )
+    slingshot_floor: float = Field(
+        0.01, gt=0, description="slingshot: only after the loss fell below this, and a spike ≥ it"
+    )
 
 
 class Experiment(Section):

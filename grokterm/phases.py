@@ -1,4 +1,5 @@
-"""Online phase detector (DESIGN §7): t1..t4 and the outcome, from the probe stream.
+"""Online phase detector (DESIGN §7): t1..t4, the outcome, anti-grokking, slingshots and
+the scoring of a grokking forecast, from the metric stream.
 
 Pure Python over metric records, so it runs live in a training process and again over a
 stored stream (`replay`) with other thresholds.
@@ -6,6 +7,7 @@ stored stream (`replay`) with other thresholds.
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,13 @@ class PhaseDetector:
     marks: dict[str, int] = field(default_factory=dict)
     outcome: str | None = None
     _test_since_t2: list[float] = field(default_factory=list)
+    _smoothed_test: float | None = None
+    _peak_test: tuple[float, int] | None = None
+    _collapsed: bool = False
+    _heralds: dict[str, tuple[int, str]] = field(default_factory=dict)
+    _loss_min: float = math.inf
+    _last_layer_norms: list[float] = field(default_factory=list)
+    _forecast: dict[str, Any] | None = None
 
     def update(self, step: int, metrics: dict[str, Any]) -> list[dict[str, Any]]:
         """Feed one probe record; return the events it triggers (possibly none)."""
@@ -37,6 +46,7 @@ class PhaseDetector:
             )
             if "t4" in self.marks:
                 events.append(self._decide(step))
+                events.extend(self._score_forecast(step))
         if "t2" in self.marks and "t3" not in self.marks:
             events.extend(self._check_comprehension(step, test))
         if "t4" not in self.marks and test >= th.generalized:
@@ -47,7 +57,99 @@ class PhaseDetector:
             )
             if "t2" in self.marks:
                 events.append(self._decide(step))
+                events.extend(self._score_forecast(step))
+        if "last_layer_norm" in metrics:
+            self._last_layer_norms = [*self._last_layer_norms[-3:], metrics["last_layer_norm"]]
+        if "t4" in self.marks:
+            self._watch_heralds(step, metrics)
+            events.extend(self._watch_collapse(step, train, test))
         return events
+
+    # --- anti-grokking (Prakash & Martin 2025) ----------------------------------------------
+
+    def _watch_heralds(self, step: int, metrics: dict[str, Any]) -> None:
+        """Remember when, after generalization, a layer first had α < 2 and traps appeared."""
+        alphas = {k: v for k, v in metrics.items() if k.startswith("alpha/") and v == v}
+        low = {k: v for k, v in alphas.items() if v < self.thresholds.alpha_overfit}
+        if low and "alpha" not in self._heralds:
+            layer = min(low, key=low.get).removeprefix("alpha/")
+            self._heralds["alpha"] = (step, f"{layer} α={low[min(low, key=low.get)]:.2f}")
+        traps = metrics.get("traps_total")
+        if traps and traps > 0 and "traps" not in self._heralds:
+            self._heralds["traps"] = (step, f"{int(traps)} trap(s)")
+
+    def _watch_collapse(self, step: int, train: float, test: float) -> list[dict[str, Any]]:
+        th = self.thresholds
+        if self._smoothed_test is None:
+            self._smoothed_test = test
+        else:
+            k = th.collapse_smoothing
+            self._smoothed_test = k * self._smoothed_test + (1 - k) * test
+        smoothed = self._smoothed_test
+        if self._peak_test is None or smoothed > self._peak_test[0]:
+            self._peak_test = (smoothed, step)
+        peak, peak_step = self._peak_test
+        # The raw probe must be down too: the EMA lags behind a recovery.
+        floor = peak - th.collapse_drop
+        fallen = smoothed <= floor and test < floor
+        if self._collapsed or train < th.memorized or not fallen:
+            return []
+        self._collapsed = True
+        detail = (
+            f"anti-grokking: smoothed test acc {smoothed:.3f} is {peak - smoothed:.2f} below its "
+            f"peak {peak:.3f} (step {peak_step}) while train acc is {train:.3f}; "
+            + "; ".join(self._herald_text(kind, step) for kind in ("alpha", "traps"))
+        )
+        return [self._event("anti_grokking", step, detail)]
+
+    def _herald_text(self, kind: str, step: int) -> str:
+        label = {"alpha": f"a layer with α < {self.thresholds.alpha_overfit}", "traps": "traps"}
+        if kind not in self._heralds:
+            return f"no {label[kind]} since generalization"
+        since, what = self._heralds[kind]
+        return f"{label[kind]} since step {since} ({what}), {step - since} steps before"
+
+    # --- slingshots (Thilak et al. 2022) -----------------------------------------------------
+
+    def update_loss(self, step: int, loss: float) -> list[dict[str, Any]]:
+        """Feed the per-step training loss; cheap enough for every step."""
+        th = self.thresholds
+        if loss < self._loss_min:
+            self._loss_min = loss
+            return []
+        if self._loss_min >= th.slingshot_floor or loss < th.slingshot_floor:
+            return []
+        if loss < th.slingshot_factor * self._loss_min:
+            return []
+        detail = (
+            f"slingshot: train loss {loss:.3g} is {loss / self._loss_min:.0f}× its running "
+            f"minimum {self._loss_min:.3g}"
+        )
+        if len(self._last_layer_norms) >= 2:
+            norms = ", ".join(f"{n:.2f}" for n in self._last_layer_norms)
+            detail += f"; last-layer norm at recent probes: {norms}"
+        self._loss_min = loss  # re-arm only after the loss falls again
+        return [self._event("slingshot", step, detail)]
+
+    def diverged(self, step: int, reason: str) -> dict[str, Any]:
+        return self._event("diverged", step, reason)
+
+    # --- grokking forecast -------------------------------------------------------------------
+
+    def record_forecast(self, step: int, will_grok: bool, detail: str) -> list[dict[str, Any]]:
+        self._forecast = {"step": step, "will_grok": will_grok}
+        return [self._event("forecast", step, detail)]
+
+    def _score_forecast(self, step: int) -> list[dict[str, Any]]:
+        if self._forecast is None or self.outcome is None:
+            return []
+        said = "grokking" if self._forecast["will_grok"] else "no grokking"
+        right = self._forecast["will_grok"] == (self.outcome == "grokking")
+        verdict = "right" if right else "wrong"
+        made_at = self._forecast["step"]
+        detail = f"forecast at step {made_at} said {said}: {verdict} ({self.outcome})"
+        self._forecast = None
+        return [{**self._event("forecast_scored", step, detail), "right": right}]
 
     def _check_comprehension(self, step: int, test: float) -> list[dict[str, Any]]:
         self._test_since_t2.append(test)
@@ -83,14 +185,14 @@ class PhaseDetector:
             return []
         if "t4" in self.marks:  # generalized before memorizing: no gap at all
             self.outcome = "comprehension"
-            return [self._event("outcome", step, "comprehension: test generalized with train")]
-        if "t2" in self.marks:
+            detail = "comprehension: test generalized with train"
+        elif "t2" in self.marks:
             self.outcome = "memorization"
             detail = f"memorization: train memorized at {self.marks['t2']}, test never generalized"
         else:
             self.outcome = "confusion"
             detail = "confusion: train accuracy never reached the memorization threshold"
-        return [self._event("outcome", step, detail)]
+        return [self._event("outcome", step, detail), *self._score_forecast(step)]
 
     def summary(self) -> dict[str, Any]:
         return {**{k: self.marks.get(k) for k in ("t1", "t2", "t3", "t4")}, "phase": self.outcome}
@@ -103,6 +205,8 @@ def replay(
     detector = PhaseDetector(thresholds)
     events: list[dict[str, Any]] = []
     for record in records:
+        if "loss" in record:
+            events.extend(detector.update_loss(record["step"], record["loss"]))
         events.extend(detector.update(record["step"], record))
     if final_step is not None:
         events.extend(detector.finish(final_step))

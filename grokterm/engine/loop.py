@@ -235,7 +235,11 @@ def run_training(
         if not math.isfinite(loss):
             recorder.record(record)
             status, reason = "diverged", f"training loss became {loss} at step {session.step}"
+            recorder.events([detector.diverged(session.step, reason)])
             break
+        slingshots = detector.update_loss(session.step, loss)
+        if slingshots:
+            recorder.events(slingshots)
         if session.step in session.eval_steps:
             last_probe = probe(session)
             session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
