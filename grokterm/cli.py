@@ -163,6 +163,29 @@ def cmd_tui(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from grokterm import views
+    from grokterm.lab.stream import read_records
+    from grokterm.phases import replay
+    from grokterm.presets import apply_overrides, build_detector
+
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    record = lab.get_run(run_id)
+    overrides = [a if a.startswith("detector.") else f"detector.{a}" for a in args.set or []]
+    data = apply_overrides({"detector": dict(record["config"].get("detector") or {})}, overrides)
+    thresholds = build_detector(data["detector"])
+    records = read_records(lab.run_dir(run_id) / "metrics.jsonl")
+    ended = record["status"] in ("finished", "stopped")
+    _, events = replay(records, thresholds, final_step=record.get("step") if ended else None)
+    analysis = views.analysis(run_id, lab.events(run_id), events, thresholds.model_dump())
+    if args.json:
+        dump_json(analysis)
+    else:
+        views.print_analysis(console(), analysis)
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from grokterm.lab.export import export_runs
 
@@ -250,6 +273,16 @@ def build_parser() -> Parser:
     p.add_argument("run", metavar="RUN")
 
     add("tui", cmd_tui, "open the terminal UI (the default with no command)")
+
+    p = add("analyze", cmd_analyze, "re-run the phase detector on a stored run")
+    p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="THRESHOLD=VALUE",
+        help="change a detector threshold, e.g. grokking_gap=5000 or generalized=0.9",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
 
     p = add("export", cmd_export, "export runs to Markdown with PNG charts")
     p.add_argument("runs", metavar="RUN", nargs="+")

@@ -115,6 +115,15 @@ def _is_union_tag(part: object) -> bool:
     return part in {"modular", "mnist", "digits", "mlp", "image_mlp", "transformer"}
 
 
+def build_detector(data: dict[str, Any]):
+    from grokterm.config import Detector
+
+    try:
+        return Detector.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, "detector")) from None
+
+
 def build_experiment(data: dict[str, Any], origin: str = "") -> Experiment:
     try:
         return Experiment.model_validate(data)

@@ -174,3 +174,58 @@ def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
     for row in rows:
         phases.add_row(row, *(fmt(comparison["phases"][run_id][row]) for run_id in ids))
     out.print(phases)
+
+
+def analysis(
+    run_id: str, stored: list[dict], replayed: list[dict], thresholds: dict[str, Any]
+) -> dict[str, Any]:
+    """Stored events against a replay with other thresholds: what changes."""
+
+    def by_kind(events: list[dict]) -> dict[str, list[dict]]:
+        grouped: dict[str, list[dict]] = {}
+        for event in events:
+            grouped.setdefault(event["kind"], []).append(event)
+        return grouped
+
+    before, after = by_kind(stored), by_kind(replayed)
+    rows = []
+    for kind in dict.fromkeys([*before, *after]):
+        old = [e["step"] for e in before.get(kind, [])]
+        new = [e["step"] for e in after.get(kind, [])]
+        detail = (after.get(kind) or before.get(kind))[-1]["detail"]
+        changed = old != new or (kind == "outcome" and _outcome(stored) != _outcome(replayed))
+        rows.append(
+            {"kind": kind, "stored": old, "replayed": new, "changed": changed, "detail": detail}
+        )
+    return {
+        "run": run_id,
+        "thresholds": thresholds,
+        "events": rows,
+        "outcome": {"stored": _outcome(stored), "replayed": _outcome(replayed)},
+    }
+
+
+def _outcome(events: list[dict]) -> str | None:
+    outcomes = [e["detail"].split(":", 1)[0] for e in events if e["kind"] == "outcome"]
+    return outcomes[-1] if outcomes else None
+
+
+def print_analysis(out: Console, analysis: dict[str, Any]) -> None:
+    table = Table(title=f"{analysis['run']}: stored events vs a replay", title_justify="left")
+    for column in ("event", "stored step", "replayed step", "replayed detail"):
+        table.add_column(column, overflow="fold")
+    for row in analysis["events"]:
+        style = "bold yellow" if row["changed"] else ""
+        table.add_row(
+            row["kind"],
+            ", ".join(map(str, row["stored"])) or "–",
+            ", ".join(map(str, row["replayed"])) or "–",
+            row["detail"],
+            style=style,
+        )
+    out.print(table)
+    outcome = analysis["outcome"]
+    verdict = "unchanged" if outcome["stored"] == outcome["replayed"] else "CHANGED"
+    out.print(f"outcome: stored {outcome['stored']}, replayed {outcome['replayed']} ({verdict})")
+    changed = [row["kind"] for row in analysis["events"] if row["changed"]]
+    out.print("changed events: " + (", ".join(changed) if changed else "none"))
