@@ -381,7 +381,7 @@ def unescaped_pipes(line: str) -> int:
 
 def section(md: str, run_id: str, heading: str) -> list[str]:
     """Lines of one `### heading` of one run's `## run` section."""
-    escaped = re.sub(r"([_.\-])", r"\\\1", run_id)
+    escaped = re.sub(r"([_*\[\]|~`])", r"\\\1", run_id)
     run_part = md.split(f"## {escaped}\n", 1)[1].split("\n## ", 1)[0]
     body = run_part.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0]
     return [line for line in body.splitlines() if line.strip()]

@@ -17,7 +17,7 @@ from urllib.parse import quote
 from grokterm.lab.store import Lab, LabError, write_bytes_atomic
 from grokterm.lab.stream import read_metrics, series
 
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 PHASE_KINDS = ("t1", "t2", "t3", "t4")
 
 
