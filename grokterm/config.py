@@ -136,10 +136,32 @@ class Schedule(Section):
 
 
 class Probes(Section):
-    """Which probes run at each eval point; accuracy and loss always run."""
+    """Which probes run, and how often: `*_every` counts eval points (1 = at every one).
+    Accuracy and loss always run."""
 
     weight_norm: bool = Field(True, description="total, per-layer and last-layer norm")
     cosine_distance: bool = Field(True, description="1 - cos(θ_t, θ_prev probe)")
+    htsr: bool = Field(True, description="HTSR alpha per weight matrix (WeightWatcher's fit)")
+    htsr_every: int = Field(1, ge=1, description="alpha every N-th eval point")
+    htsr_float64: bool = Field(False, description="eigenvalues in float64 (slower, exact)")
+    traps: bool = Field(True, description="correlation traps (WeightWatcher randomize)")
+    traps_every: int = Field(10, ge=1, description="traps every N-th eval point")
+    traps_seed: int = Field(0, ge=0, description="seed of the element shuffles")
+    spectral: bool = Field(True, description="Hjorth parameters and DFT energy of the loss")
+    spectral_window: int = Field(256, ge=8, le=1_000_000, description="sliding window (steps)")
+    forecast_steps: int = Field(
+        400, ge=16, le=1_000_000, description="first N steps feed the grokking forecast"
+    )
+    forecast_threshold: float = Field(
+        0.5, gt=0, description="forecast grokking when the early low-frequency energy share ≥ this"
+    )
+    robustness: bool = Field(True, description="accuracy under relative weight noise")
+    robustness_every: int = Field(5, ge=1, description="robustness every N-th eval point")
+    noise_eps: list[Annotated[float, Field(gt=0, le=10)]] = Field(
+        default_factory=lambda: [0.01, 0.05, 0.1], description="relative noise levels ε"
+    )
+    fourier: bool = Field(True, description="key frequencies, restricted/excluded loss (a+b)")
+    fourier_every: int = Field(5, ge=1, description="Fourier every N-th eval point")
 
 
 class Detector(Section):

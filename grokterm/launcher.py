@@ -68,6 +68,11 @@ def read_status(lab: Lab, run_id: str) -> dict[str, Any]:
 def pid_alive(pid: int | None) -> bool:
     if not pid:
         return False
+    try:  # a run we started and that died is a zombie child until reaped: reap it
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

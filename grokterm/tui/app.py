@@ -92,6 +92,11 @@ class GrokApp(App):
         self.call_from_thread(self.notify, f"Note added to {run_id}")
 
     def stop_run(self, run_id: str) -> None:
+        status = self.state.run(run_id)["status"]
+        if status not in ("queued", "running"):
+            self.notify(f"{run_id} is not running (status {status})", severity="error")
+            return
+
         def confirmed(yes: bool | None) -> None:
             if yes:
                 try:

@@ -1,6 +1,6 @@
 """Chart data for the TUI, kept cheap to redraw: growing columns, downsampling, EMA, log ticks.
 
-Pure Python (no Textual, no torch) so it is unit-tested on its own and benchmarked.
+No Textual and no torch (numpy only), so it is unit-tested on its own and benchmarked.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import bisect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 
 @dataclass
@@ -62,32 +64,28 @@ class RunSeries:
 def downsample(
     steps: Sequence[float], values: Sequence[float], buckets: int, log_x: bool
 ) -> tuple[list[float], list[float]]:
-    """At most ~2 points per bucket (min and max, in step order), buckets even in x or log x.
+    """At most ~2 points per bucket (min and max, in step order) plus the first and last
+    point, with buckets even in x or in log x.
 
     Keeping each bucket's extremes preserves spikes (slingshots) that averaging would hide.
     """
-    n = len(steps)
+    xs_steps, ys = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    n = len(xs_steps)
     if n <= 2 * buckets or buckets < 1:
-        return list(steps), list(values)
-    xs = [_x(s, log_x) for s in steps]
+        return xs_steps.tolist(), ys.tolist()
+    xs = np.log10(xs_steps) if log_x else xs_steps
     lo, hi = xs[0], xs[-1]
     if hi <= lo:
-        return [steps[-1]], [values[-1]]
-    edges = [lo + (hi - lo) * i / buckets for i in range(1, buckets)]
-    out_s: list[float] = []
-    out_v: list[float] = []
-    start = 0
-    for edge in [*edges, math.inf]:
-        end = bisect.bisect_right(xs, edge, lo=start)
+        return [float(xs_steps[-1])], [float(ys[-1])]
+    bounds = np.searchsorted(xs, lo + (hi - lo) * np.arange(1, buckets) / buckets, "right")
+    keep = {0, n - 1}
+    starts, ends = np.concatenate(([0], bounds)), np.concatenate((bounds, [n]))
+    for start, end in zip(starts, ends, strict=True):
         if end > start:
-            chunk = range(start, end)
-            i_min = min(chunk, key=values.__getitem__)
-            i_max = max(chunk, key=values.__getitem__)
-            for i in sorted({i_min, i_max}):
-                out_s.append(steps[i])
-                out_v.append(values[i])
-        start = end
-    return out_s, out_v
+            chunk = ys[start:end]
+            keep.update((start + int(chunk.argmin()), start + int(chunk.argmax())))
+    index = np.fromiter(sorted(keep), dtype=np.int64)
+    return xs_steps[index].tolist(), ys[index].tolist()
 
 
 def _x(step: float, log_x: bool) -> float:
@@ -121,6 +119,7 @@ def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
 
 
 def step_label(step: float) -> str:
+    step = float(f"{step:.3g}")  # round first, so 999,999 is "1M", not "1e+03k"
     for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
         if step >= scale:
             text = f"{step / scale:.3g}"

@@ -74,6 +74,7 @@ class MonitorScreen(GrokScreen):
         self._rate: tuple[float, int] | None = None
         self.steps_per_second: float | None = None
         self.chart_index = 0
+        self._drawn_version = -1
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -119,7 +120,9 @@ class MonitorScreen(GrokScreen):
         self.update_status()
         if side_changed:
             self.query_one("#monitor-events", Static).update(self.side_text())
-        if changed or side_changed:
+        # The tail is shared: another screen may have read the new records, so compare versions.
+        if changed or side_changed or self.tail.series.version != self._drawn_version:
+            self._drawn_version = self.tail.series.version
             self.update_charts()
 
     def measure_rate(self, view: dict[str, Any]) -> None:

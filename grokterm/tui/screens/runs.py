@@ -101,6 +101,7 @@ class RunsScreen(GrokScreen):
         Binding("L", "lab_log", "Lab log"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
     ]
 
     def __init__(self, state: LabState):
@@ -283,6 +284,14 @@ class RunsScreen(GrokScreen):
         box = self.query_one("#filter", Input)
         box.display = True
         box.focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.filter_text = ""
+        self.query_one("#runs", DataTable).focus()
+        self.show_runs(self.views)
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 from textual_plotext import PlotextPlot
 
-from grokterm.tui.series import Series, downsample, ema, log_ticks, positive_steps
+from grokterm.tui.series import Series, downsample, ema, log_ticks
 
 PALETTE = ["cyan+", "orange+", "green+", "magenta+", "blue+", "red+", "yellow", "cyan", "orange"]
 FADED = "gray"
@@ -111,15 +112,18 @@ class MetricChart(PlotextPlot):
 
     def _prepared(self, series: Series, buckets: int) -> tuple[list[float], list[float]]:
         n = min(len(series.steps), len(series.values))  # a poll thread may be appending
-        steps, values = series.steps[:n], series.values[:n]
+        steps = np.asarray(series.steps[:n], dtype=float)
+        values = np.asarray(series.values[:n], dtype=float)
+        keep = np.ones(n, dtype=bool)
         if self.log_x:
-            steps, values = positive_steps(steps, values)
+            keep &= steps > 0
         if self.log_y:
-            kept = [(s, v) for s, v in zip(steps, values, strict=True) if v > 0]
-            steps, values = [s for s, _ in kept], [math.log10(v) for _, v in kept]
-        steps, values = downsample(steps, values, buckets, self.log_x)
-        xs = [math.log10(s) for s in steps] if self.log_x else list(steps)
-        return xs, values
+            keep &= values > 0
+        # Downsample first: log is monotone, so each bucket's extremes survive it.
+        steps, values = downsample(steps[keep], values[keep], buckets, self.log_x)
+        xs = np.log10(steps).tolist() if self.log_x else steps
+        ys = np.log10(values).tolist() if self.log_y else values
+        return xs, ys
 
     def _axes(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
         plt = self.plt

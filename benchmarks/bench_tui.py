@@ -1,0 +1,284 @@
+"""TUI speed, as ratios measured in one run (DESIGN §1.6: no timed assertions in tests).
+
+(a) Start-up: wall time from launching `grokterm --lab L` (a lab of 50 runs) on a pseudo
+    terminal of 120x40 to its first frame (the runs screen painted) and to its runs table
+    filled, against a bare Textual "hello" App on the same terminal, alternating the two
+    and taking medians. Also the import time of grokterm.tui.app (against textual.app) in a
+    fresh interpreter, and whether that import pulls in torch or weightwatcher.
+(b) Redraw: one MetricChart filling a 120x40 screen, the median time of rebuild() +
+    render() over a 10^6-point series against the same chart over 10^3 points.
+
+    python benchmarks/bench_tui.py [--repeats 7] [--redraws 20] [--runs 50]
+
+Prints one summary line per figure at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import math
+import os
+import pty
+import select
+import signal
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import textwrap
+import time
+from pathlib import Path
+
+COLS, ROWS = 120, 40
+TIMEOUT = 60.0
+
+HELLO_APP = textwrap.dedent(
+    """
+    from textual.app import App
+    from textual.widgets import Footer, Header, Static
+
+    class Hello(App):
+        def compose(self):
+            yield Header()
+            yield Static("hello from a bare Textual app")
+            yield Footer()
+
+    Hello().run()
+    """
+)
+
+
+# --- (a) start-up --------------------------------------------------------------------------
+
+
+def make_lab(root: Path, runs: int) -> None:
+    """A lab of `runs` runs in every status, written through the lab-log module."""
+    from grokterm.lab import Lab, MetricStream, write_json_atomic
+    from grokterm.presets import load_experiment
+
+    lab = Lab(root)
+    preset, experiment = load_experiment("modadd-mlp")
+    config = experiment.model_dump(mode="json")
+    statuses = ["finished", "finished", "stopped", "crashed", "finished", "running"]
+    for i in range(runs):
+        run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"])["id"]
+        status = statuses[i % len(statuses)]
+        summary = {"t2": 150 + i, "t4": 4450 + 10 * i, "phase": "grokking",
+                   "train_acc": 1.0, "test_acc": 0.95 + (i % 5) / 100}
+        if status == "running":
+            lab.update_run(run_id, status="running", pid=os.getpid())
+            write_json_atomic(
+                lab.run_dir(run_id) / "status.json",
+                {"status": "running", "pid": os.getpid(), "host": None,
+                 "heartbeat": time.time() + 3600, "step": 1000 + i, "total": 6000,
+                 "latest": {"train_acc": 0.9, "test_acc": 0.3}},
+            )
+        else:
+            lab.update_run(run_id, status=status, step=6000, summary=summary)
+        with MetricStream(lab.run_dir(run_id) / "metrics.jsonl") as stream:
+            for step in range(0, 6001, 50):
+                stream.append({"step": step, "loss": 1.0 / (1 + step), "train_acc": 0.5})
+    for i in range(0, runs, 3):
+        run_id = lab.list_runs()[i]["id"]
+        lab.add_note(f"note on run {i}", run_id=run_id, step=100)
+
+
+def run_on_pty(argv: list[str], markers: list[bytes], env: dict[str, str]) -> list[float]:
+    """Seconds from fork to the first output containing each marker, in order."""
+    started = time.perf_counter()
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes the program, on the pty
+        try:
+            os.execve(argv[0], argv, env)
+        finally:
+            os._exit(127)
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+    seen: list[float] = []
+    output = b""
+    try:
+        while len(seen) < len(markers):
+            if time.perf_counter() - started > TIMEOUT:
+                raise RuntimeError(f"{argv}: no {markers[len(seen)]!r} after {TIMEOUT:.0f} s")
+            ready, _, _ = select.select([fd], [], [], 0.02)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise RuntimeError(f"{argv} ended before {markers[len(seen)]!r}: {output[-500:]!r}")
+            output += chunk
+            now = time.perf_counter() - started
+            while len(seen) < len(markers) and markers[len(seen)] in output:
+                seen.append(now)
+    finally:
+        stop_pty_child(pid, fd)
+    return seen
+
+
+def stop_pty_child(pid: int, fd: int) -> None:
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                os.read(fd, 1 << 16)  # keep the pty drained so the child can exit
+            except OSError:
+                pass
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    os.close(fd)
+
+
+def import_seconds(module: str) -> tuple[float, list[str]]:
+    code = (
+        "import sys, time\n"
+        "t = time.perf_counter()\n"
+        f"import {module}\n"
+        "print(time.perf_counter() - t)\n"
+        "print(','.join(m for m in ('torch', 'weightwatcher') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    heavy = out[1].split(",") if len(out) > 1 and out[1] else []
+    return float(out[0]), heavy
+
+
+def bench_startup(repeats: int, runs: int) -> dict[str, float | list[str]]:
+    env = {k: v for k, v in os.environ.items() if k not in ("GROKTERM_LAB", "COLORTERM")}
+    env.update(TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Path(tmp) / "lab"
+        t = time.perf_counter()
+        make_lab(lab, runs)
+        print(f"lab of {runs} runs written in {time.perf_counter() - t:.1f} s")
+        hello = Path(tmp) / "hello.py"
+        hello.write_text(HELLO_APP)
+        grokterm = [sys.executable, "-m", "grokterm", "--lab", str(lab)]
+        # "palette" is in the footer: the whole first frame has been written.
+        table_filled = f"{runs} of {runs} runs".encode()
+        hello_times, paint_times, table_times = [], [], []
+        for i in range(repeats + 1):  # the first round warms the file cache, not counted
+            h = run_on_pty([sys.executable, str(hello)], [b"hello from a bare", b"palette"], env)
+            g = run_on_pty(grokterm, [b"palette", table_filled], env)
+            if i == 0:
+                continue
+            hello_times.append(h[-1])
+            paint_times.append(g[0])
+            table_times.append(g[1])
+            print(
+                f"round {i}: hello first frame {h[-1]:.3f} s, grokterm first frame "
+                f"{g[0]:.3f} s, table filled {g[1]:.3f} s"
+            )
+    imports = [import_seconds("grokterm.tui.app") for _ in range(repeats)]
+    textual_imports = [import_seconds("textual.app")[0] for _ in range(repeats)]
+    heavy = sorted({name for _, names in imports for name in names})
+    return {
+        "hello": statistics.median(hello_times),
+        "paint": statistics.median(paint_times),
+        "table": statistics.median(table_times),
+        "import": statistics.median(seconds for seconds, _ in imports),
+        "import_textual": statistics.median(textual_imports),
+        "heavy": heavy,
+    }
+
+
+# --- (b) redraw ----------------------------------------------------------------------------
+
+
+def series_of(points: int):
+    from grokterm.tui.series import Series
+
+    series = Series()
+    for step in range(1, points + 1):  # a loss-like curve with noise and a spike
+        value = 4.6 / (1 + step / 50) + 0.01 * math.sin(step * 12.9898) ** 2
+        series.add(step, 50.0 if step == int(points * 0.61) else value)
+    return series
+
+
+async def redraw_times(points: int, redraws: int, log_y: bool) -> list[float]:
+    from textual.app import App
+
+    from grokterm.tui.widgets.chart import Curve, MetricChart
+
+    class ChartApp(App):
+        def compose(self):
+            yield MetricChart("loss", log_y=log_y, id="chart")
+
+    app = ChartApp()
+    times: list[float] = []
+    async with app.run_test(size=(COLS, ROWS)) as pilot:
+        await pilot.pause()
+        chart = app.query_one(MetricChart)
+        assert (chart.size.width, chart.size.height) == (COLS, ROWS), chart.size
+        chart.curves = [Curve("loss", series_of(points), "cyan+")]
+        for _ in range(redraws + 1):
+            start = time.perf_counter()
+            chart.rebuild()
+            text = chart.render()
+            times.append(time.perf_counter() - start)
+        assert "no data" not in text.plain
+    return times[1:]  # the first one warms caches
+
+
+def bench_redraw(redraws: int) -> dict[str, float]:
+    result = {}
+    for points in (10**3, 10**6):
+        times = asyncio.run(redraw_times(points, redraws, log_y=True))
+        result[points] = statistics.median(times)
+        print(
+            f"MetricChart {COLS}x{ROWS}, {points:,} points: median {result[points] * 1e3:.1f} ms "
+            f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {redraws} redraws"
+        )
+    return result
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7, help="start-up rounds")
+    parser.add_argument("--redraws", type=int, default=20, help="chart redraws per size")
+    parser.add_argument("--runs", type=int, default=50, help="runs in the start-up lab")
+    args = parser.parse_args()
+
+    start = bench_startup(args.repeats, args.runs)
+    redraw = bench_redraw(args.redraws)
+
+    print()
+    print(
+        f"start-up: grokterm --lab <{args.runs} runs> first frame {start['paint']:.3f} s, "
+        f"bare Textual hello {start['hello']:.3f} s, ratio {start['paint'] / start['hello']:.2f} "
+        f"(median of {args.repeats}, {COLS}x{ROWS} pty)"
+    )
+    print(
+        f"start-up: runs table filled {start['table']:.3f} s, "
+        f"ratio {start['table'] / start['hello']:.2f} to the hello app's first frame"
+    )
+    print(
+        f"import grokterm.tui.app {start['import']:.3f} s vs textual.app "
+        f"{start['import_textual']:.3f} s (ratio {start['import'] / start['import_textual']:.2f}); "
+        f"torch/weightwatcher imported: {', '.join(start['heavy']) or 'no'}"
+    )
+    small, large = redraw[10**3], redraw[10**6]
+    print(
+        f"redraw: MetricChart {COLS}x{ROWS} rebuild+render, 10^6 points {large * 1e3:.1f} ms vs "
+        f"10^3 points {small * 1e3:.1f} ms, ratio {large / small:.1f} "
+        f"(median of {args.redraws})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,167 @@
+# --- TUI fixtures (tests/test_tui_app.py, tests/test_tui_snapshots.py) ----------------------
+# A lab written only through the lab-log module: a few runs in every state, synthetic but
+# plausible metric streams, events and notes, with fixed timestamps so screens are stable.
+
+import math as _math
+import subprocess as _subprocess
+import sys as _sys
+import time as _time
+from pathlib import Path as _Path
+
+import pytest as _pytest
+
+_DAY = "2026-01-15T"
+TUI_RUN_TIMES = {  # run -> (created, started, ended); distinct so "started" sorts stably
+    key: tuple(None if t is None else f"{_DAY}{t}+00:00" for t in times)
+    for key, times in {
+        "grok": ("09:00:00", "09:00:05", "09:02:10"),
+        "nanda": ("10:00:00", "10:00:04", "10:20:00"),
+        "power": ("11:00:00", "11:00:06", "11:05:00"),
+        "memo": ("12:00:00", "12:00:03", "12:01:00"),
+        "live": ("13:00:00", "13:00:02", None),
+    }.items()
+}
+TUI_NOTE_TIME = "2026-01-15T14:00:00+00:00"
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + _math.exp(-x))
+
+
+def synthetic_records(
+    total: int, t2: int, t4: int | None, eval_every: int = 50, loss_every: int = 10
+) -> list[dict]:
+    """A grokking-shaped stream: per-step loss every `loss_every`, full probes every eval."""
+    records = []
+    for step in range(0, total + 1, loss_every):
+        train = 0.01 + 0.99 * _sigmoid((step - 0.6 * t2) / (0.08 * t2))
+        test = 0.01 + (0.985 * _sigmoid((step - 0.9 * t4) / (0.05 * t4)) if t4 else 0.02)
+        record = {"step": step, "loss": 4.6 * _math.exp(-step / (0.3 * t2)) + 1e-4}
+        if step % eval_every == 0:
+            record.update(
+                train_acc=round(train, 6),
+                test_acc=round(test, 6),
+                train_loss=4.6 * (1.0 - train) + 1e-5,
+                test_loss=4.6 * (1.0 - test) + 0.05,
+                weight_norm=40.0 - 25.0 * step / max(total, 1),
+                last_layer_norm=12.0 - 6.0 * step / max(total, 1),
+                cos_dist=0.05 * _math.exp(-step / 500),
+                htsr_alpha=4.0 - 1.8 * step / max(total, 1),
+            )
+        records.append(record)
+    return records
+
+
+def _event(step: int, kind: str, detail: str) -> dict:
+    return {"step": step, "kind": kind, "detail": detail, "thresholds": {}}
+
+
+def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
+    """Five runs: finished (grokking), stopped, crashed, finished (memorization), running.
+
+    Returns (lab, ids) with ids keyed like TUI_RUN_TIMES. The running run's status.json
+    names `live_pid` (a harmless process the caller owns) with a fresh heartbeat.
+    """
+    from grokterm.lab import Lab, MetricStream, write_json_atomic
+    from grokterm.presets import load_experiment
+
+    lab = Lab(root)
+    ids: dict[str, str] = {}
+    specs = {
+        "grok": ("modadd-mlp", ["schedule.steps=6000"]),
+        "nanda": ("nanda", ["schedule.steps=10000"]),
+        "power": ("power-div", ["schedule.steps=20000"]),
+        "memo": ("modadd-mlp", ["schedule.steps=3000", "optim.weight_decay=0.0"]),
+        "live": ("digits-mlp", ["schedule.steps=5000"]),
+    }
+    with monkeypatch.context() as patch:
+        patch.setattr("grokterm.lab.store.now_iso", lambda: TUI_NOTE_TIME)
+        for key, (preset_name, overrides) in specs.items():
+            preset, exp = load_experiment(preset_name, overrides)
+            record = lab.create_run(exp.name, preset, exp.model_dump(mode="json"), list(exp.tags))
+            ids[key] = record["id"]
+            created, started, ended = TUI_RUN_TIMES[key]
+            lab.update_run(record["id"], created=created, started=started, ended=ended)
+
+        grok = ids["grok"]
+        with MetricStream(lab.run_dir(grok) / "metrics.jsonl") as stream:
+            for rec in synthetic_records(6000, t2=250, t4=4450):
+                stream.append(rec)
+        lab.add_events(
+            grok,
+            [
+                _event(100, "t1", "train acc 0.512 ≥ 0.5"),
+                _event(250, "t2", "memorized: train acc 0.993 ≥ 0.99"),
+                _event(3500, "t3", "test acc 0.214 rose 0.10 above its plateau 0.110"),
+                _event(4450, "t4", "generalized: test acc 0.951 ≥ 0.95"),
+                _event(4450, "outcome", "grokking: t4 - t2 = 4200 steps > 1000"),
+            ],
+        )
+        summary = {
+            "t1": 100, "t2": 250, "t3": 3500, "t4": 4450, "phase": "grokking",
+            "train_acc": 1.0, "test_acc": 0.994, "best_test_acc": 0.995,
+            "steps_per_second": 850.0, "device": "cpu",
+        }
+        lab.update_run(grok, status="finished", step=6000, summary=summary, device="cpu")
+        lab.add_note("memorized fast: wd 1 does its job", run_id=grok, step=250)
+        lab.add_note("classic grokking curve", run_id=grok)
+
+        nanda = ids["nanda"]
+        with MetricStream(lab.run_dir(nanda) / "metrics.jsonl") as stream:
+            for rec in synthetic_records(2000, t2=400, t4=None):
+                stream.append(rec)
+        lab.add_events(nanda, [_event(400, "t2", "memorized: train acc 0.991 ≥ 0.99")])
+        lab.update_run(
+            nanda, status="stopped", step=2000, reason="stopped by the user",
+            summary={"t2": 400, "phase": None, "train_acc": 1.0, "test_acc": 0.031},
+        )
+
+        lab.update_run(
+            ids["power"], status="crashed", step=700, reason="RuntimeError: CUDA out of memory",
+            summary={},
+        )
+
+        memo = ids["memo"]
+        with MetricStream(lab.run_dir(memo) / "metrics.jsonl") as stream:
+            for rec in synthetic_records(3000, t2=300, t4=None):
+                stream.append(rec)
+        lab.add_events(
+            memo,
+            [
+                _event(300, "t2", "memorized: train acc 0.990 ≥ 0.99"),
+                _event(3000, "outcome", "memorization: train memorized at 300"),
+            ],
+        )
+        lab.update_run(
+            memo, status="finished", step=3000,
+            summary={"t2": 300, "phase": "memorization", "train_acc": 1.0, "test_acc": 0.02},
+        )
+
+        live = ids["live"]
+        lab.update_run(live, status="running", pid=live_pid, device="cpu")
+        write_json_atomic(
+            lab.run_dir(live) / "status.json",
+            {
+                "status": "running", "pid": live_pid, "host": None, "device": "cpu",
+                "heartbeat": _time.time() + 3600.0,  # fresh for the whole test
+                "step": 1200, "total": 5000,
+                "latest": {"loss": 0.05, "train_acc": 0.97, "test_acc": 0.41},
+            },
+        )
+    return lab, ids
+
+
+@_pytest.fixture
+def idle_process():
+    """A harmless live process whose pid stands in for a running run's worker."""
+    proc = _subprocess.Popen([_sys.executable, "-c", "import time; time.sleep(600)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+@_pytest.fixture
+def tui_lab(tmp_path, monkeypatch, idle_process):
+    """(lab, ids): the five-run lab of build_tui_lab, at the relative path ./lab."""
+    monkeypatch.chdir(tmp_path)
+    return build_tui_lab(_Path("lab"), monkeypatch, live_pid=idle_process.pid)

@@ -1,0 +1,243 @@
+"""Unit tests of grokterm/tui/series.py: the chart data behind every TUI plot.
+
+Pure Python, no Textual: downsampling, EMA, the log step axis and the incremental series.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from grokterm.tui.series import (
+    RunSeries,
+    Series,
+    downsample,
+    ema,
+    log_ticks,
+    positive_steps,
+    step_label,
+)
+
+# --- downsample ----------------------------------------------------------------------------
+
+
+def noisy(n: int, seed: int = 0) -> tuple[list[float], list[float]]:
+    rng = random.Random(seed)
+    steps = [float(s) for s in range(1, n + 1)]
+    return steps, [rng.random() for _ in steps]
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+def test_downsample_is_a_no_op_for_short_input(log_x):
+    steps, values = noisy(40)
+    assert downsample(steps, values, buckets=20, log_x=log_x) == (steps, values)
+    assert downsample(steps[:3], values[:3], buckets=100, log_x=log_x) == (steps[:3], values[:3])
+    assert downsample([], [], buckets=10, log_x=log_x) == ([], [])
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+@pytest.mark.parametrize("buckets", [10, 60, 240])
+def test_downsample_output_is_bounded_and_in_step_order(log_x, buckets):
+    steps, values = noisy(50_000)
+    out_s, out_v = downsample(steps, values, buckets, log_x)
+    assert len(out_s) == len(out_v)
+    assert 0 < len(out_s) <= 2 * buckets + 2  # ~2 per bucket (+ first and last)
+    assert out_s == sorted(out_s) and len(set(out_s)) == len(out_s)
+    kept = dict(zip(steps, values, strict=True))
+    assert all(kept[s] == v for s, v in zip(out_s, out_v, strict=True))  # real points only
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+def test_downsample_keeps_global_extremes_and_a_planted_spike(log_x):
+    steps, values = noisy(100_000, seed=3)
+    spike_at, dip_at = 61_234, 7_777
+    values[spike_at] = 50.0  # a slingshot: one step, 50x the rest
+    values[dip_at] = -20.0
+    out_s, out_v = downsample(steps, values, 80, log_x)
+    assert max(out_v) == 50.0 and out_s[out_v.index(50.0)] == steps[spike_at]
+    assert min(out_v) == -20.0 and out_s[out_v.index(-20.0)] == steps[dip_at]
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+def test_downsample_keeps_first_and_last_points(log_x):
+    """The curve must span the data: its first point and, for a live run, its latest one.
+
+    Noisy values make the end points rarely their bucket's min or max, so a pure
+    min/max-per-bucket downsample drops them and the chart stops short of the latest step.
+    """
+    steps, values = noisy(20_000, seed=7)
+    out_s, out_v = downsample(steps, values, 60, log_x)
+    assert (out_s[0], out_v[0]) == (steps[0], values[0])
+    assert (out_s[-1], out_v[-1]) == (steps[-1], values[-1])
+
+
+def test_downsample_keeps_monotone_end_points():
+    steps = [float(s) for s in range(1, 10_001)]
+    values = [1.0 - 1.0 / s for s in steps]
+    out_s, out_v = downsample(steps, values, 50, log_x=True)
+    assert out_s[0] == 1.0 and out_s[-1] == 10_000.0
+    assert out_v[0] == 0.0 and out_v[-1] == values[-1]
+
+
+def test_downsample_buckets_are_log_spaced_on_a_log_axis():
+    steps, values = noisy(100_000, seed=11)
+    log_s, _ = downsample(steps, values, 50, log_x=True)
+    lin_s, _ = downsample(steps, values, 50, log_x=False)
+    # Early steps get their share of a log axis: nearly every step below 10 survives...
+    assert len([s for s in log_s if s < 10]) >= 8
+    # ...while linear buckets of width 2,000 lump steps 1..2,000 into one bucket.
+    assert len([s for s in lin_s if s < 2_000]) <= 3  # its min, its max (+ the first point)
+    # Each full decade gets about the same number of points on the log axis.
+    per_decade = [len([s for s in log_s if 10**d <= s < 10 ** (d + 1)]) for d in range(2, 5)]
+    assert max(per_decade) <= 1.5 * min(per_decade), per_decade
+    # And linear buckets are even in step: each fifth of the range holds ~1/5 of the points.
+    fifths = [len([s for s in lin_s if k * 20_000 < s <= (k + 1) * 20_000]) for k in range(5)]
+    assert max(fifths) - min(fifths) <= 4, fifths
+
+
+def test_downsample_of_a_single_repeated_step():
+    out = downsample([5.0] * 100, [float(i) for i in range(100)], 10, log_x=False)
+    assert out[0] == [5.0] and len(out[1]) == 1
+
+
+# --- ema -----------------------------------------------------------------------------------
+
+
+def test_ema_strength_zero_is_identity():
+    values = [3.0, -1.0, 7.5, 0.0]
+    assert ema(values, 0.0) == values
+    assert ema(values, -0.5) == values
+    assert ema([], 0.9) == []
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.9, 0.99])
+def test_ema_is_debiased_and_keeps_constants(strength):
+    values = [0.25, 0.5, 1.0, 0.0]
+    assert ema(values, strength)[0] == pytest.approx(0.25)  # no pull towards 0 at the start
+    assert ema([0.7] * 500, strength) == pytest.approx([0.7] * 500)
+
+
+def test_ema_smooths_and_lags():
+    values = [0.0] * 50 + [1.0] * 50
+    smooth = ema(values, 0.9)
+    assert len(smooth) == len(values)
+    assert smooth[49] == pytest.approx(0.0)
+    assert 0.0 < smooth[50] < 0.2  # lags behind the jump...
+    assert smooth[-1] == pytest.approx(1.0, abs=0.01)  # ...and catches up
+    assert all(b >= a for a, b in zip(smooth, smooth[1:], strict=False))
+
+
+# --- log axis ------------------------------------------------------------------------------
+
+
+def test_positive_steps_drops_step_zero_only():
+    assert positive_steps([0, 0, 1, 2, 50], [9, 8, 1, 2, 3]) == ([1, 2, 50], [1, 2, 3])
+    assert positive_steps([1, 2], [5, 6]) == ([1, 2], [5, 6])
+    assert positive_steps([0], [1]) == ([], [])
+    assert positive_steps([], []) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("step", "label"),
+    [
+        (1, "1"),
+        (10, "10"),
+        (100, "100"),
+        (1_000, "1k"),
+        (10_000, "10k"),
+        (100_000, "100k"),
+        (1_000_000, "1M"),
+        (1_500, "1.5k"),
+        (2_500_000, "2.5M"),
+        (3e9, "3G"),
+        (0, "0"),
+    ],
+)
+def test_step_label(step, label):
+    assert step_label(step) == label
+
+
+@pytest.mark.parametrize(("step", "label"), [(999_999, "1M"), (999_700_000, "1G")])
+def test_step_label_rounds_up_into_the_next_suffix(step, label):
+    """999,999 rounds to 1000k at 3 digits, which must read 1M (not '1e+03k')."""
+    assert step_label(step) == label
+
+
+def test_log_ticks_cover_the_range_in_decades():
+    positions, labels = log_ticks(1, 1_000_000)
+    assert positions == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert labels == ["1", "10", "100", "1k", "10k", "100k", "1M"]
+    positions, labels = log_ticks(20, 4_450)  # rounds out to whole decades
+    assert positions == [1.0, 2.0, 3.0, 4.0] and labels == ["10", "100", "1k", "10k"]
+
+
+def test_log_ticks_clamp_below_one_and_handle_a_single_point():
+    assert log_ticks(0, 0) == ([0.0], ["1"])
+    assert log_ticks(0.2, 10) == ([0.0, 1.0], ["1", "10"])
+    positions, labels = log_ticks(1_000, 1_000)
+    assert positions == [3.0] and labels == ["1k"]
+
+
+def test_log_ticks_of_round_trip_steps():
+    # The chart passes 10**log10(step), which is not always exactly the step.
+    lo, hi = 10 ** math.log10(20), 10 ** math.log10(6_000)
+    assert log_ticks(lo, hi)[1] == ["10", "100", "1k", "10k"]
+
+
+# --- RunSeries -----------------------------------------------------------------------------
+
+
+def test_series_skips_non_finite_values():
+    series = Series()
+    for step, value in [(0, 1.0), (1, math.nan), (2, math.inf), (3, -math.inf), (4, 2.0)]:
+        series.add(step, value)
+    assert series.steps == [0, 4] and series.values == [1.0, 2.0] and len(series) == 2
+
+
+def test_run_series_extend_groups_metrics_by_name():
+    run = RunSeries()
+    assert run.version == 0 and run.last_step == -1 and run.names() == []
+    run.extend(
+        [
+            {"step": 0, "train_acc": 0.01, "test_acc": 0.01, "loss": 4.6},
+            {"step": 1, "loss": 4.5},
+            {"step": 2, "loss": 4.4, "train_acc": 0.2, "test_acc": 0.0},
+        ]
+    )
+    assert run.version == 1 and run.last_step == 2
+    assert run.names() == ["loss", "test_acc", "train_acc"]
+    assert run.get("loss").steps == [0, 1, 2] and run.get("loss").values == [4.6, 4.5, 4.4]
+    assert run.get("train_acc").steps == [0, 2]
+    assert len(run.get("no_such_metric")) == 0
+
+
+def test_run_series_skips_non_finite_values_and_bad_records():
+    run = RunSeries()
+    run.extend(
+        [
+            {"step": 10, "loss": math.nan, "train_acc": 0.5},
+            {"step": 11, "loss": math.inf},
+            {"step": 12, "loss": 1.0, "note": "text is not a metric", "extra": None},
+            {"loss": 2.0},  # no step
+            {"step": "13", "loss": 3.0},  # step is not an int
+        ]
+    )
+    assert run.get("loss").steps == [12] and run.get("loss").values == [1.0]
+    assert run.get("train_acc").values == [0.5]
+    assert "note" not in run.names() and "extra" not in run.names()
+    assert run.last_step == 12
+
+
+def test_run_series_version_bumps_only_on_change_and_reset_clears():
+    run = RunSeries()
+    run.extend([])
+    assert run.version == 0
+    run.extend([{"step": 1, "loss": 1.0}])
+    run.extend([{"step": 2, "loss": 0.5}])
+    assert run.version == 2
+    run.reset()
+    assert run.version == 3 and run.names() == [] and run.last_step == -1
+    run.extend([{"step": 1, "loss": 0.9}])
+    assert run.version == 4 and run.get("loss").steps == [1]

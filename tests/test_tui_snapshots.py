@@ -1,0 +1,112 @@
+"""Snapshot tests of the grokterm TUI (pytest-textual-snapshot).
+
+The lab is the fixed five-run lab of conftest.py (`tui_lab`: fixed timestamps, synthetic
+metrics, a relative lab path so the header reads the same everywhere). The cursor blink is
+stopped and every screenshot waits for the app's workers and chart redraws, so nothing
+timed shows up in an image. Regenerate after an intended UI change with
+
+    pytest tests/test_tui_snapshots.py --snapshot-update
+
+and look at the report (snapshot_report.html) before committing the new SVGs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from textual.widgets import DataTable, Input, Static, TextArea
+
+from grokterm.tui.app import GrokApp
+from grokterm.tui.screens.dialogs import HelpScreen
+from grokterm.tui.screens.monitor import MonitorScreen
+from grokterm.tui.screens.runs import RunsScreen
+from grokterm.tui.widgets.chart import MetricChart
+
+
+@pytest.fixture(autouse=True)
+def no_cursor_blink(monkeypatch):
+    """A blinking cursor would make a screenshot depend on when it is taken."""
+    monkeypatch.setattr(Input, "_toggle_cursor", lambda self: None)
+    monkeypatch.setattr(TextArea, "_toggle_cursor_blink_visible", lambda self: None)
+
+
+async def until(pilot, condition, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def quiet(pilot) -> None:
+    """Wait until no worker runs and one more frame has been drawn."""
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def runs_loaded(pilot, select: str | None = None) -> None:
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+    table = app.screen.query_one("#runs", DataTable)
+    await until(pilot, lambda: table.row_count == 5, "the runs")
+    if select is not None:
+        table.move_cursor(row=table.get_row_index(select), animate=False)
+    preview = app.screen.query_one("#preview-text", Static)
+    wanted = select or app.screen.selected_id()
+    await until(pilot, lambda: str(preview.content).startswith(wanted), "the preview")
+    await quiet(pilot)
+
+
+def test_runs_screen(snap_compare, tui_lab):
+    """The runs table of the fixed lab at 120x40, the grokking run selected."""
+    lab, ids = tui_lab
+
+    async def run_before(pilot):
+        await runs_loaded(pilot, select=ids["grok"])
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_runs_screen_narrow(snap_compare, tui_lab):
+    """At 80x24 the preview moves under the table."""
+    lab, ids = tui_lab
+
+    async def run_before(pilot):
+        await runs_loaded(pilot, select=ids["nanda"])
+
+    assert snap_compare(GrokApp(lab), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_help_screen(snap_compare, tui_lab):
+    """? on the runs screen: its keys."""
+    lab, _ = tui_lab
+
+    async def run_before(pilot):
+        await runs_loaded(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "help")
+        await quiet(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_monitor_of_a_finished_run(snap_compare, tui_lab):
+    """The monitor of the finished grokking run: four charts, events, notes."""
+    lab, ids = tui_lab
+
+    async def run_before(pilot):
+        app = pilot.app
+        await runs_loaded(pilot, select=ids["grok"])
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        charts = list(app.screen.query(MetricChart))
+        side = app.screen.query_one("#monitor-events", Static)
+        await until(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
+        await until(pilot, lambda: all(chart.curves for chart in charts), "chart data")
+        await until(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
+        await quiet(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
