@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_throughput.py
+	$(BIN)/python benchmarks/bench_tui.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check grokterm tests benchmarks
