@@ -43,6 +43,9 @@ class FakeRecorder:
         if self.stop is not None and record["step"] == self.stop_at:
             self.stop.request("test asked to stop")
 
+    def flush(self) -> None:
+        pass
+
     def events(self, events: list[dict[str, Any]]) -> None:
         self.event_list.extend(events)
 

@@ -27,6 +27,7 @@ from grokterm.probes import basic
 class Recorder(Protocol):
     def started(self, device: str, start_step: int) -> None: ...
     def record(self, record: dict[str, Any]) -> None: ...
+    def flush(self) -> None: ...
     def events(self, events: list[dict[str, Any]]) -> None: ...
     def heartbeat(self, step: int, probe: dict[str, Any]) -> None: ...
     def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None: ...
@@ -249,6 +250,7 @@ def run_training(
         else:
             recorder.record(record)
         if every and session.step % every == 0:
+            recorder.flush()  # a checkpoint never gets ahead of the records on disk
             save_checkpoint(session, checkpoints)
         now = time.monotonic()
         if now >= next_beat:
@@ -256,6 +258,7 @@ def run_training(
             next_beat = now + HEARTBEAT_SECONDS
     elapsed = time.monotonic() - started
     if status != "diverged" and not (every and session.step % every == 0 and session.step):
+        recorder.flush()
         save_checkpoint(session, checkpoints)
     if status == "finished":
         recorder.events(detector.finish(session.step))

@@ -88,6 +88,10 @@ class LabRecorder:
         self.last_step = record["step"]
         self.stream.append(record)
 
+    def flush(self) -> None:
+        if self.stream:
+            self.stream.flush()
+
     def events(self, events: list[dict[str, Any]]) -> None:
         if not events:
             return
@@ -133,7 +137,12 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     found = list_checkpoints(run_dir / "checkpoints")
     if not found:
         raise UserError(f"run {run_id} has no checkpoint to resume from")
-    step = max(found)
+    # The newest checkpoint whose records all reached the disk (streams flush every second).
+    last_recorded = max((r["step"] for r in read_records(run_dir / "metrics.jsonl")), default=0)
+    usable = [step for step in found if step <= last_recorded]
+    if not usable:
+        raise UserError(f"run {run_id}: no checkpoint is covered by its metric stream")
+    step = max(usable)
     restore(session, load_checkpoint(found[step], session.device))
     truncate_after(run_dir / "metrics.jsonl", step)
     lab.delete_events(run_id, after_step=step)
