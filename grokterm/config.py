@@ -152,16 +152,13 @@ class Probes(Section):
     forecast_steps: int = Field(
         400, ge=16, le=1_000_000, description="first N steps feed the grokking forecast"
     )
-    forecast_threshold: float = Field(
-        0.5, gt=0, description="forecast grokking when the early low-frequency energy share ≥ this"
-    )
     robustness: bool = Field(True, description="accuracy under relative weight noise")
-    robustness_every: int = Field(5, ge=1, description="robustness every N-th eval point")
+    robustness_every: int = Field(10, ge=1, description="robustness every N-th eval point")
     noise_eps: list[Annotated[float, Field(gt=0, le=10)]] = Field(
         default_factory=lambda: [0.01, 0.05, 0.1], description="relative noise levels ε"
     )
     fourier: bool = Field(True, description="key frequencies, restricted/excluded loss (a+b)")
-    fourier_every: int = Field(5, ge=1, description="Fourier every N-th eval point")
+    fourier_every: int = Field(10, ge=1, description="Fourier every N-th eval point")
 
 
 class Detector(Section):
@@ -181,6 +178,9 @@ class Detector(Section):
     alpha_overfit: float = Field(2.0, gt=0, description="HTSR: a layer with α below this")
     slingshot_factor: float = Field(
         10.0, gt=1, description="slingshot: train loss ≥ this × its running minimum"
+    )
+    forecast_threshold: float = Field(
+        0.1, gt=0, description="forecast grokking when the early-loss oscillation ≥ this"
     )
     slingshot_floor: float = Field(
         0.01, gt=0, description="slingshot: only after the loss fell below this, and a spike ≥ it"

@@ -198,6 +198,15 @@ class PhaseDetector:
         return {**{k: self.marks.get(k) for k in ("t1", "t2", "t3", "t4")}, "phase": self.outcome}
 
 
+def _replay_forecast(detector: PhaseDetector, record: dict[str, Any]) -> list[dict[str, Any]]:
+    from grokterm.probes.spectral import grokking_forecast
+
+    forecast = grokking_forecast(record, detector.thresholds.forecast_threshold)
+    if forecast is None:
+        return []
+    return detector.record_forecast(record["step"], forecast["will_grok"], forecast["detail"])
+
+
 def replay(
     records: list[dict[str, Any]], thresholds: Detector, final_step: int | None = None
 ) -> tuple[PhaseDetector, list[dict[str, Any]]]:
@@ -207,6 +216,8 @@ def replay(
     for record in records:
         if "loss" in record:
             events.extend(detector.update_loss(record["step"], record["loss"]))
+        if "forecast/oscillation" in record:
+            events.extend(_replay_forecast(detector, record))
         events.extend(detector.update(record["step"], record))
     if final_step is not None:
         events.extend(detector.finish(final_step))

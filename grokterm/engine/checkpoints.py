@@ -43,6 +43,7 @@ def save_checkpoint(session: Session, folder: Path) -> Path:
         "torch_rng": torch.get_rng_state(),
         "initial_norm": session.initial_norm,
         "previous_params": session.previous_params,
+        "prober": session.prober.state() if session.prober else {},
     }
     if session.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(session.device)
@@ -71,6 +72,8 @@ def restore(session: Session, state: dict[str, Any]) -> None:
     session.initial_norm = float(state["initial_norm"])
     session.previous_params = state["previous_params"]
     session.step = int(state["step"])
+    if session.prober and "prober" in state:
+        session.prober.load(state["prober"])
 
 
 def load_model(run_dir: Path, step: int | None = None, device: str = "cpu") -> torch.nn.Module:

@@ -18,10 +18,10 @@ from torch import nn
 from grokterm.config import COMMUTATIVE_OPS, Experiment, ModularTask
 from grokterm.engine.checkpoints import save_checkpoint
 from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
+from grokterm.engine.probing import Prober, basic_probes
 from grokterm.engine.stopping import StopFlag
 from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
 from grokterm.phases import PhaseDetector
-from grokterm.probes import basic
 
 
 class Recorder(Protocol):
@@ -133,6 +133,7 @@ class Session:
     previous_params: torch.Tensor | None = None
     best_test_acc: float = -math.inf
     eval_steps: set[int] = field(default_factory=set)
+    prober: Prober | None = None
 
 
 def build_session(exp: Experiment) -> Session:
@@ -159,6 +160,7 @@ def build_session(exp: Experiment) -> Session:
         initial_norm=weight_norm(model).item(),
         swap_seen=swap_seen,
         eval_steps=set(exp.eval_steps()),
+        prober=Prober(exp, data, exp.eval_steps()),
     )
 
 
@@ -166,15 +168,8 @@ def build_session(exp: Experiment) -> Session:
 
 
 def probe(session: Session) -> dict[str, Any]:
-    exp, model = session.exp, session.model
-    out = basic.accuracy_probe(model, session.data, session.loss_fn, session.swap_seen)
-    if exp.probes.weight_norm:
-        out.update(basic.weight_norm_probe(model))
-    if exp.probes.cosine_distance:
-        params = basic.flat_parameters(model)
-        if session.previous_params is not None:
-            out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
-        session.previous_params = params.clone()
+    out = basic_probes(session)
+    out.update(session.prober.costly(session.model, session.step, session.exp.seed))
     return out
 
 
@@ -241,6 +236,16 @@ def run_training(
         slingshots = detector.update_loss(session.step, loss)
         if slingshots:
             recorder.events(slingshots)
+        features = session.prober.add_loss(loss)
+        if features:
+            record.update(features)
+            forecast = session.prober.forecast(features)
+            if forecast:
+                recorder.events(
+                    detector.record_forecast(
+                        session.step, forecast["will_grok"], forecast["detail"]
+                    )
+                )
         if session.step in session.eval_steps:
             last_probe = probe(session)
             session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
@@ -271,6 +276,8 @@ def run_training(
         "train_seconds": round(elapsed, 3),
         "device": str(session.device),
     }
+    if session.prober.key_freqs:
+        summary["key_freqs"] = list(session.prober.key_freqs)
     outcome = Outcome(status, session.step, summary, reason)
     recorder.finished(outcome.status, outcome.step, outcome.summary, outcome.reason)
     return outcome

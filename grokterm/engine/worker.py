@@ -146,8 +146,9 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     restore(session, load_checkpoint(found[step], session.device))
     truncate_after(run_dir / "metrics.jsonl", step)
     lab.delete_events(run_id, after_step=step)
-    records = [r for r in read_records(run_dir / "metrics.jsonl") if "test_acc" in r]
-    session.best_test_acc = max((r["test_acc"] for r in records), default=-math.inf)
+    records = read_records(run_dir / "metrics.jsonl")
+    probes = [r for r in records if "test_acc" in r]
+    session.best_test_acc = max((r["test_acc"] for r in probes), default=-math.inf)
     detector, _ = replay(records, session.exp.detector)
     return detector
 
@@ -188,9 +189,10 @@ def execute(
         raise UserError(str(exc)) from None
     except BaseException as exc:
         reason = f"{type(exc).__name__}: {exc}".strip()
-        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        with open(lab.run_dir(run_id) / "run.log", "a", encoding="utf-8") as log:
+            log.write(traceback.format_exc())
         recorder.finished("crashed", recorder.last_step, {}, reason)
-        raise
+        raise UserError(f"crashed: {reason} (traceback in run.log)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
