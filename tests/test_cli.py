@@ -400,7 +400,9 @@ def test_export_two_runs_with_charts_and_escaped_notes(shared, tmp_path):
     md = target.read_text()
     pngs = sorted(out_dir.glob("*.png"))
     assert {p.name for p in pngs} == {
-        f"lab-log-{run}-{kind}.png" for run in (a, b) for kind in ("accuracy", "loss")
+        f"lab-log-{run}-{kind}.png"
+        for run in (a, b)
+        for kind in ("accuracy", "loss", "loss-vs-norm")
     }
     assert sorted(Path(p) for p in printed[1:]) == pngs
     for png in pngs:
@@ -454,7 +456,7 @@ def test_export_links_survive_spaces_in_the_file_name(shared, tmp_path):
     target = tmp_path / "my report.md"
     ok(cli("export", a, "-o", str(target), lab=lab))
     links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", target.read_text())
-    assert len(links) == 2
+    assert len(links) == 3  # accuracy, loss, loss against weight norm
     for link in links:
         # BUG export.py run_section: `![kind](name with spaces.png)` is not a link in
         # CommonMark/GitHub; the destination must be <...>-wrapped or percent-encoded.

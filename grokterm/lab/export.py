@@ -63,8 +63,10 @@ def save_chart(
     curves: list[tuple[str, list, list, dict]],
     events: list[dict],
     ylog: bool,
+    x_label: str = "step",
 ) -> bool:
-    """A log-step chart; returns False when there is nothing to plot."""
+    """A chart over log step (or, with another x_label, over a linear x); returns False when
+    there is nothing to plot."""
     curves = [(label, xs, ys, style) for label, xs, ys, style in curves if _positive(xs)]
     if not curves:
         return False
@@ -92,10 +94,11 @@ def save_chart(
                     va="bottom",
                     color="grey",
                 )
-        ax.set_xscale("log")
+        if x_label == "step":
+            ax.set_xscale("log")
         if ylog:
             ax.set_yscale("log")
-        ax.set_xlabel("step")
+        ax.set_xlabel(x_label)
         ax.set_title(title, loc="left", fontsize=10, pad=14)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -136,7 +139,26 @@ def run_charts(columns: dict, events: list[dict], base: Path, run_id: str) -> di
         path = base.with_name(f"{base.stem}-{run_id}-{kind}.png")
         if save_chart(path, f"{run_id}: {kind}", curves, events, ylog):
             written[kind] = path
+    path = base.with_name(f"{base.stem}-{run_id}-loss-vs-norm.png")
+    title = f"{run_id}: loss against weight norm (Omnigrok's LU view)"
+    if save_chart(path, title, loss_against_norm(columns), [], True, x_label="‖θ‖₂"):
+        written["loss vs weight norm"] = path
     return written
+
+
+def loss_against_norm(columns: dict) -> list[tuple[str, list, list, dict]]:
+    """Train and test loss paired with the weight norm of the same probe, in step order."""
+    norms = columns.get("weight_norm")
+    curves = []
+    for name, label in (("train_loss", "train"), ("test_loss", "test")):
+        values = columns.get(name)
+        if norms is None or values is None:
+            continue
+        pairs = [(n, v) for n, v in zip(norms, values, strict=True) if n == n and v == v]
+        if pairs:
+            xs, ys = zip(*pairs, strict=True)
+            curves.append((label, list(xs), list(ys), {"marker": ".", "lw": 0.8}))
+    return curves
 
 
 # --- markdown ----------------------------------------------------------------------------
