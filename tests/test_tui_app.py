@@ -640,3 +640,27 @@ async def test_closing_the_app_leaves_a_detached_run_running(tmp_path, quiet_tor
                 os.waitpid(pid, 0)
             except ChildProcessError:
                 pass
+
+
+async def test_metric_picker_filters_and_charts_the_chosen_metric(tui_lab):
+    from grokterm.tui.screens.dialogs import MetricPicker
+
+    lab, ids = tui_lab
+    app = GrokApp(lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, 5)
+        await open_monitor(pilot, ids["grok"])
+        extra = charts(app)["chart-extra"]
+        await wait_for(pilot, lambda: extra.curves, "chart data")
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, MetricPicker), "the picker")
+        await pilot.press(*"alpha")
+        await pilot.pause()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        assert extra.curves[0].label == "htsr_alpha"
+        await pilot.press("M")
+        await wait_for(pilot, lambda: isinstance(app.screen, MetricPicker), "the picker")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        assert extra.curves[0].label == "htsr_alpha"

@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Input, Label, Static
+from textual.widgets import Input, Label, OptionList, Static
 
 
 class Prompt(ModalScreen[str | None]):
@@ -83,4 +83,50 @@ class HelpScreen(ModalScreen[None]):
             yield Static("\n".join(lines))
 
     def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class MetricPicker(ModalScreen[str | None]):
+    """Choose one metric by typing part of its name (e.g. `alpha/mlp`)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, names: list[str]):
+        super().__init__()
+        self.names = names
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog picker"):
+            yield Label(
+                "Chart which metric? Type to filter, enter to choose.", classes="dialog-title"
+            )
+            yield Input(placeholder="filter, e.g. alpha/ or robust")
+            yield OptionList(*self.names)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        words = event.value.lower().split()
+        options = self.query_one(OptionList)
+        options.clear_options()
+        options.add_options([n for n in self.names if all(w in n.lower() for w in words)])
+        options.highlighted = 0 if options.option_count else None
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        options = self.query_one(OptionList)
+        if options.highlighted is not None:
+            self.dismiss(str(options.get_option_at_index(options.highlighted).prompt))
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(str(event.option.prompt))
+
+    def on_key(self, event) -> None:
+        if event.key in ("down", "up") and isinstance(self.focused, Input):
+            options = self.query_one(OptionList)
+            if event.key == "down":
+                options.action_cursor_down()
+            else:
+                options.action_cursor_up()
+            event.prevent_default()
+
+    def action_cancel(self) -> None:
         self.dismiss(None)

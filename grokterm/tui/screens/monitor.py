@@ -52,6 +52,7 @@ class MonitorScreen(GrokScreen):
         Binding("l", "toggle_log", "Log/linear x"),
         Binding("S", "smoothing", "Smoothing"),
         Binding("m", "next_metric", "Other metric"),
+        Binding("M", "pick_metric", "Pick metric"),
         Binding("c", "next_chart", "Next chart (narrow)", show=False),
         Binding("a", "add_note", "Note here"),
         Binding("s", "stop_run", "Stop"),
@@ -234,6 +235,21 @@ class MonitorScreen(GrokScreen):
         index = extras.index(self.extra_metric) + 1 if self.extra_metric in extras else 0
         self.extra_metric = extras[index % len(extras)]
         self.update_charts()
+
+    def action_pick_metric(self) -> None:
+        from grokterm.tui.screens.dialogs import MetricPicker
+
+        extras = self.extra_names(self.tail.series)
+        if not extras:
+            self.notify("This run has no other metrics yet")
+            return
+
+        def chosen(name: str | None) -> None:
+            if name:
+                self.extra_metric = name
+                self.update_charts()
+
+        self.app.push_screen(MetricPicker(extras), chosen)
 
     def action_add_note(self) -> None:
         step = self.view.get("step")
