@@ -14,8 +14,8 @@ from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
 from grokterm.lab import LabError
-from grokterm.tui.screens.base import GrokScreen
-from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE, SMOOTHING_LEVELS
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
+from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
 from grokterm.tui.state import LabState
@@ -123,7 +123,7 @@ class AccuracyChart(MetricChart):
         self.plt.ylim(0.0, 1.0)
 
 
-class CompareScreen(GrokScreen):
+class CompareScreen(ChartScreen):
     """Compare: marked runs overlaid"""
 
     BINDINGS = [
@@ -339,19 +339,6 @@ class CompareScreen(GrokScreen):
             chart.show([c for c in curves if len(c.series)], [], version)
 
     # --- actions ---------------------------------------------------------------------------
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
-    def action_toggle_log(self) -> None:
-        self.log_x = not self.log_x
-        self.update_status()
-        self.update_charts()
-
-    def action_smoothing(self) -> None:
-        self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING_LEVELS)
-        self.update_status()
-        self.update_charts()
 
     def action_toggle_split(self) -> None:
         self.split = SPLITS[(SPLITS.index(self.split) + 1) % len(SPLITS)]

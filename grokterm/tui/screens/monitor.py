@@ -12,14 +12,13 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from grokterm.tui.screens.base import GrokScreen
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
 from grokterm.tui.widgets.chart import Curve, Marker, MetricChart
 
 POLL_SECONDS = 0.5
-SMOOTHING_LEVELS = (0.0, 0.6, 0.9, 0.97)
 CORE_METRICS = {
     "accuracy": [("train_acc", "train", "cyan+"), ("test_acc", "test", "orange+")],
     "loss": [
@@ -44,7 +43,7 @@ def eta_text(view: dict[str, Any], rate: float | None) -> str:
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-class MonitorScreen(GrokScreen):
+class MonitorScreen(ChartScreen):
     """Monitor: one run's live charts, events and notes"""
 
     BINDINGS = [
@@ -210,22 +209,9 @@ class MonitorScreen(GrokScreen):
 
     # --- actions ---------------------------------------------------------------------------
 
-    def action_back(self) -> None:
-        self.app.pop_screen()
-
     def action_next_chart(self) -> None:
         self.chart_index = (self.chart_index + 1) % len(self.query(MetricChart))
         self.layout_charts()
-
-    def action_toggle_log(self) -> None:
-        self.log_x = not self.log_x
-        self.update_status()
-        self.update_charts()
-
-    def action_smoothing(self) -> None:
-        self.smoothing_index = (self.smoothing_index + 1) % len(SMOOTHING_LEVELS)
-        self.update_status()
-        self.update_charts()
 
     def action_next_metric(self) -> None:
         extras = self.extra_names(self.tail.series)
