@@ -61,7 +61,25 @@ class DigitsTask(Section):
     n_train: int = Field(1000, ge=10, le=1700, description="training images; the rest are test")
 
 
-Task = Annotated[ModularTask | MnistTask | DigitsTask, Field(discriminator="kind")]
+class ToyAdditionTask(Section):
+    """Liu et al. 2022's toy: a + b for a, b in 0..n-1 over unordered pairs (a <= b), with
+    `train_pairs` of the n(n+1)/2 pairs for training."""
+
+    kind: Literal["toy_addition"] = "toy_addition"
+    n: int = Field(10, ge=2, le=200, description="operands are 0..n-1")
+    train_pairs: int = Field(45, ge=1, description="pairs for training; the rest are test")
+
+    @model_validator(mode="after")
+    def _leaves_a_test_set(self) -> ToyAdditionTask:
+        total = self.n * (self.n + 1) // 2
+        if self.train_pairs >= total:
+            raise ValueError(f"train_pairs must be below the {total} pairs, to leave a test set")
+        return self
+
+
+Task = Annotated[
+    ModularTask | MnistTask | DigitsTask | ToyAdditionTask, Field(discriminator="kind")
+]
 
 # --- models ----------------------------------------------------------------------------
 
@@ -104,7 +122,21 @@ class TransformerModel(Section):
         return self
 
 
-Model = Annotated[ModularMLP | ImageMLP | TransformerModel, Field(discriminator="kind")]
+class LiuToyModel(Section):
+    """Liu et al. 2022: learned embeddings summed (E_a + E_b), a tanh decoder to an
+    `out_dim` vector, and the nearest of fixed random templates (one per sum) as prediction.
+    Train it with schedule.loss = "template_mse"."""
+
+    kind: Literal["liu_toy"] = "liu_toy"
+    embed_dim: int = Field(1, ge=1, le=512)
+    hidden: list[Annotated[int, Field(ge=1, le=16384)]] = Field(default_factory=lambda: [200, 200])
+    out_dim: int = Field(30, ge=1, le=4096, description="size of the target templates")
+    init_scale: float = Field(1.0, gt=0, description="multiply all parameters at init (α)")
+
+
+Model = Annotated[
+    ModularMLP | ImageMLP | TransformerModel | LiuToyModel, Field(discriminator="kind")
+]
 
 # --- training --------------------------------------------------------------------------
 
@@ -120,12 +152,15 @@ class Optimizer(Section):
     eps: float = Field(1e-8, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
     warmup_steps: int = Field(0, ge=0, description="linear lr warm-up from lr/warmup")
+    embedding_lr: float | None = Field(
+        None, gt=0, le=10, description="own lr for embedding tables (Liu's toy); none = lr"
+    )
 
 
 class Schedule(Section):
     steps: int = Field(5000, ge=1, le=100_000_000, description="optimizer steps")
     batch_size: int = Field(0, ge=0, description="0 = full batch")
-    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    loss: Literal["cross_entropy", "mse", "template_mse"] = "cross_entropy"
     eval: Literal["every", "log"] = Field("every", description="probe cadence")
     eval_every: int = Field(50, ge=1, description="probe every N steps (eval = every)")
     eval_points: int = Field(200, ge=2, le=100_000, description="log-spaced probes (eval = log)")
@@ -222,6 +257,13 @@ class Experiment(Section):
 
     @model_validator(mode="after")
     def _model_fits_task(self) -> Experiment:
+        toy_task, toy_model = self.task.kind == "toy_addition", self.model.kind == "liu_toy"
+        if toy_task != toy_model:
+            raise ValueError("task.kind toy_addition and model.kind liu_toy go together")
+        if toy_model != (self.schedule.loss == "template_mse"):
+            raise ValueError("schedule.loss template_mse is for model.kind liu_toy (and needed)")
+        if toy_task:
+            return self
         modular = self.task.kind == "modular"
         if modular and self.model.kind == "image_mlp":
             raise ValueError("model.kind image_mlp needs an image task (mnist or digits)")

@@ -139,7 +139,7 @@ def load_experiment(ref: str, overrides: list[str] | None = None) -> tuple[str |
 
 
 def experiment_to_toml(experiment: Experiment) -> str:
-    return tomli_w.dumps(experiment.model_dump(mode="json"))
+    return tomli_w.dumps(experiment.model_dump(mode="json", exclude_none=True))  # TOML has no null
 
 
 def save_preset(experiment: Experiment, name: str, header: str = "") -> Path:

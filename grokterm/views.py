@@ -26,6 +26,8 @@ def preset_row(name: str, exp: Experiment) -> dict[str, Any]:
     task_text = f"{task.kind}"
     if task.kind == "modular":
         task_text = f"(a{task.op}b) mod {task.p}, {task.train_fraction:.0%} train"
+    elif task.kind == "toy_addition":
+        task_text = f"a+b on 0..{task.n - 1}, {task.train_pairs} pairs train"
     elif task.kind in ("mnist", "digits"):
         task_text = f"{task.kind}, {task.n_train} train"
     return {

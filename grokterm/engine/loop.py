@@ -48,9 +48,16 @@ def pick_device(choice: str) -> torch.device:
     return torch.device(choice)
 
 
-def loss_function(kind: str, n_classes: int):
+def loss_function(kind: str, n_classes: int, out_dim: int = 1):
     if kind == "cross_entropy":
         return nn.functional.cross_entropy
+    if kind == "template_mse":
+
+        def mse_to_template(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            # logits are -‖out - template‖²: the MSE to the true template is -logit / dim.
+            return -logits.gather(1, targets.unsqueeze(1)).mean() / out_dim
+
+        return mse_to_template
 
     def mse_to_one_hot(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         one_hot = nn.functional.one_hot(targets, n_classes).to(logits.dtype)
@@ -59,19 +66,28 @@ def loss_function(kind: str, n_classes: int):
     return mse_to_one_hot
 
 
+def parameter_groups(exp: Experiment, model: nn.Module) -> list[dict[str, Any]]:
+    """All parameters at optim.lr, or embedding tables at optim.embedding_lr when set."""
+    if exp.optim.embedding_lr is None:
+        return [{"params": list(model.parameters())}]
+    embedding = [p for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()]
+    chosen = {id(p) for p in embedding}
+    rest = [p for p in model.parameters() if id(p) not in chosen]
+    return [{"params": embedding, "lr": exp.optim.embedding_lr}, {"params": rest}]
+
+
 def build_optimizer(exp: Experiment, model: nn.Module) -> torch.optim.Optimizer:
     o = exp.optim
+    groups = parameter_groups(exp, model)
     if o.kind == "adamw":
         return torch.optim.AdamW(
-            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+            groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
         )
     if o.kind == "adam":
         return torch.optim.Adam(
-            model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
+            groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay
         )
-    return torch.optim.SGD(
-        model.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay
-    )
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def build_scheduler(exp: Experiment, optimizer: torch.optim.Optimizer):
@@ -156,7 +172,7 @@ def build_session(exp: Experiment) -> Session:
         optimizer=optimizer,
         scheduler=build_scheduler(exp, optimizer),
         sampler=BatchSampler(len(data.train_x), exp.schedule.batch_size, exp.seed),
-        loss_fn=loss_function(exp.schedule.loss, data.n_classes),
+        loss_fn=loss_function(exp.schedule.loss, data.n_classes, getattr(exp.model, "out_dim", 1)),
         initial_norm=weight_norm(model).item(),
         swap_seen=swap_seen,
         eval_steps=set(exp.eval_steps()),

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from grokterm.config import ImageMLP, ModularMLP, TransformerModel
+from grokterm.config import ImageMLP, LiuToyModel, ModularMLP, TransformerModel
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
@@ -113,9 +113,28 @@ class Transformer(nn.Module):
         return self.unembed(self.norm_final(x[:, -1]))
 
 
+class LiuToy(nn.Module):
+    """E_a + E_b through a tanh decoder; logits are minus the squared distance of the output
+    to each class's fixed random template, so argmax is the nearest template."""
+
+    def __init__(self, spec: LiuToyModel, vocab_size: int, n_classes: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, spec.embed_dim)
+        with torch.no_grad():
+            self.embed.weight.uniform_(-0.5, 0.5)
+        self.decoder = mlp_layers([spec.embed_dim, *spec.hidden, spec.out_dim], "tanh")
+        self.register_buffer("templates", torch.randn(n_classes, spec.out_dim))
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(self.embed(tokens[:, 0]) + self.embed(tokens[:, 1]))
+        return -(out.unsqueeze(1) - self.templates.unsqueeze(0)).pow(2).sum(-1)
+
+
 def build_model(spec, *, vocab_size: int, input_dim: int, n_classes: int) -> nn.Module:
-    if isinstance(spec, ModularMLP):
-        model: nn.Module = EmbeddingMLP(spec, vocab_size, n_classes)
+    if isinstance(spec, LiuToyModel):
+        model: nn.Module = LiuToy(spec, vocab_size, n_classes)
+    elif isinstance(spec, ModularMLP):
+        model = EmbeddingMLP(spec, vocab_size, n_classes)
     elif isinstance(spec, ImageMLP):
         model = ImageClassifier(spec, input_dim, n_classes)
     else:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from grokterm.config import DigitsTask, MnistTask, ModularTask
+from grokterm.config import DigitsTask, MnistTask, ModularTask, ToyAdditionTask
 
 
 class DataError(Exception):
@@ -126,18 +126,30 @@ def make_digits(task: DigitsTask, seed: int) -> Dataset:
     return Dataset(train_x, train_y, test_x, test_y, n_classes=10, input_dim=x.shape[1])
 
 
-def make_dataset(task: ModularTask | MnistTask | DigitsTask, seed: int) -> Dataset:
+def make_toy_addition(task: ToyAdditionTask, seed: int) -> Dataset:
+    """Unordered pairs a <= b from 0..n-1, labelled with a + b (2n - 1 classes)."""
+    a, b = torch.triu_indices(task.n, task.n)
+    x, y = torch.stack([a, b], dim=1), a + b
+    train_x, train_y, test_x, test_y = random_split(x, y, task.train_pairs, seed)
+    return Dataset(train_x, train_y, test_x, test_y, n_classes=2 * task.n - 1, vocab_size=task.n)
+
+
+def make_dataset(task, seed: int) -> Dataset:
     if isinstance(task, ModularTask):
         return make_modular(task, seed)
+    if isinstance(task, ToyAdditionTask):
+        return make_toy_addition(task, seed)
     if isinstance(task, MnistTask):
         return make_mnist(task)
     return make_digits(task, seed)
 
 
-def task_shape(task: ModularTask | MnistTask | DigitsTask) -> tuple[int, int, int]:
+def task_shape(task) -> tuple[int, int, int]:
     """(token vocabulary, flattened input size, classes) without building the data."""
     if isinstance(task, ModularTask):
         return task.p + 1, 0, task.p
+    if isinstance(task, ToyAdditionTask):
+        return task.n, 0, 2 * task.n - 1
     return 0, 28 * 28 if isinstance(task, MnistTask) else 64, 10
 
 
