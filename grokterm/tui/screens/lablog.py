@@ -46,7 +46,9 @@ class Entry:
     text: str
 
     def haystack(self) -> str:
-        fields = (self.time, self.what, self.run or "lab", self.step, self.text)
+        # The time as the table shows it: "2026-12-01 21:05", so "t2" never matches "T21".
+        shown_time = (self.time or "")[:19].replace("T", " ")
+        fields = (shown_time, self.what, self.run or "lab", self.step, self.text)
         return " ".join("" if f is None else str(f) for f in fields).lower()
 
 
