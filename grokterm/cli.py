@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from grokterm.lab import Lab, LabError
+from grokterm.lab.store import NOTE_MAX_CHARS
 from grokterm.presets import ConfigError
 
 EXIT_USAGE = 2
@@ -122,13 +123,23 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def note_text(arg: str) -> str:
+    """The note's text: the argument itself, or standard input for '-'."""
+    if arg != "-":
+        return arg
+    data = sys.stdin.buffer.read(4 * NOTE_MAX_CHARS + 1)
+    if len(data) > 4 * NOTE_MAX_CHARS:
+        raise UsageError(f"note: standard input is longer than {NOTE_MAX_CHARS:,} characters")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"note: standard input is not UTF-8 text (byte {exc.start})") from None
+
+
 def cmd_note(args: argparse.Namespace) -> int:
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
-    text = args.text.strip()
-    if not text:
-        raise UsageError("note: the note is empty")
-    note = lab.add_note(text, run_id=run_id, step=args.step)
+    note = lab.add_note(note_text(args.text), run_id=run_id, step=args.step)
     print(
         f"note {note['id']} added to {run_id}"
         + (f" at step {args.step}" if args.step is not None else "")
@@ -153,6 +164,27 @@ def cmd_resume(args: argparse.Namespace) -> int:
     run_id = lab.resolve(args.run)
     launcher.resume(lab, run_id)
     print(f"resuming {run_id} from its last checkpoint in the background")
+    return 0
+
+
+def cmd_repair(args: argparse.Namespace) -> int:
+    lab = lab_from(args)
+    if not lab.exists:
+        raise UsageError(f"repair: no lab log at {lab.lablog_path}")
+    result = lab.repair()
+    if not result["repaired"]:
+        print(f"nothing to repair: {result['why']}")
+        return 0
+    print(
+        f"restored {lab.lablog_path} from {result['from']}: {result['runs']} runs, "
+        f"{result['notes']} notes, {result['events']} events"
+    )
+    print("the corrupt version is kept in " + ", ".join(result["backups"]))
+    if result["unlisted_run_dirs"]:
+        print(
+            "the restored log lacks the newest write; these run directories are not in it "
+            "(their files are untouched): " + ", ".join(result["unlisted_run_dirs"])
+        )
     return 0
 
 
@@ -215,6 +247,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_utf8(argv: list[str]) -> None:
+    # Undecodable bytes in argv arrive as lone surrogates, which no file can store.
+    for position, arg in enumerate(argv, 1):
+        try:
+            arg.encode("utf-8")
+        except UnicodeEncodeError:
+            raise UsageError(f"argument {position} is not valid UTF-8 text") from None
+
+
 def non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -263,7 +304,7 @@ def build_parser() -> Parser:
 
     p = add("note", cmd_note, "add a note to a run")
     p.add_argument("run", metavar="RUN")
-    p.add_argument("text", metavar="TEXT")
+    p.add_argument("text", metavar="TEXT", help="the note; '-' reads it from standard input")
     p.add_argument("--step", type=non_negative, help="attach the note to this step")
 
     p = add("stop", cmd_stop, "stop a running run (it checkpoints first)")
@@ -273,6 +314,8 @@ def build_parser() -> Parser:
     p.add_argument("run", metavar="RUN")
 
     add("tui", cmd_tui, "open the terminal UI (the default with no command)")
+
+    add("repair", cmd_repair, "restore a corrupt lab log from its version before the last write")
 
     p = add("analyze", cmd_analyze, "re-run the phase detector on a stored run")
     p.add_argument("run", metavar="RUN")
@@ -296,7 +339,9 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        check_utf8(argv)
         args = parser.parse_args(argv)
         if args.command is None:
             return cmd_tui(args)

@@ -46,17 +46,34 @@ def resolve_source(ref: str) -> tuple[str | None, Path]:
     raise ConfigError(f"unknown preset '{ref}' (presets: {known})")
 
 
+TOML_MAX_BYTES = 1 << 20  # an experiment is a few hundred bytes; more is not a config
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_bytes().decode("utf-8")
+        with open(path, "rb") as file:
+            raw = file.read(TOML_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror or exc}") from None
+    if len(raw) > TOML_MAX_BYTES:
+        raise ConfigError(f"{path}: larger than {TOML_MAX_BYTES >> 20} MiB; not an experiment")
+    try:
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        return parse_toml(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse_toml(text: str) -> dict[str, Any]:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+        raise ConfigError(f"malformed TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError("malformed TOML: arrays or tables nested too deeply") from None
 
 
 def parse_override(assignment: str) -> tuple[list[str], Any]:
@@ -70,6 +87,8 @@ def parse_override(assignment: str) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     return key.split("."), value
 
 

@@ -289,7 +289,7 @@ def test_corrupt_lab_log_is_refused_backed_up_and_never_overwritten(lab: Lab) ->
 
     assert len(backups) == 1 and backups[0].read_bytes() == corrupt
     assert message.startswith(f"{lab.lablog_path} is corrupt (")
-    assert f"a copy was kept at {backups[0]}" in message
+    assert f"its bytes were copied to {backups[0]}" in message
     assert "\n" not in message
 
     with pytest.raises(LabError, match="is corrupt"):

@@ -25,6 +25,11 @@ from tinydb.storages import Storage
 from tinydb.table import Document
 
 RUN_STATUSES = ("queued", "running", "finished", "stopped", "crashed", "diverged")
+NOTE_MAX_CHARS = 10_000
+# Tables whose rows are never deleted: a write that would leave fewer of them than the
+# file held is refused (it can only come from a bug or a stale read).
+_GROW_ONLY_TABLES = ("runs", "notes")
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 LOCK_TIMEOUT = 60.0
 _NAME_MAX = 40
@@ -66,8 +71,14 @@ def _mode_for(path: Path) -> int:
         return 0o644
 
 
-def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
-    """Replace ``path`` with ``data`` so that readers see the old or the new file only."""
+def write_bytes_atomic(
+    path: str | os.PathLike[str], data: bytes, keep_previous: Path | None = None
+) -> None:
+    """Replace ``path`` with ``data`` so that readers see the old or the new file only.
+
+    With ``keep_previous``, the version being replaced stays readable there (a hard link to
+    the old file, so it costs no copy).
+    """
     target = Path(path)
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     try:
@@ -76,6 +87,8 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
             tmp.write(data)
             tmp.flush()
             os.fsync(tmp.fileno())
+        if keep_previous is not None:
+            _link_previous(target, keep_previous)
         os.replace(tmp_name, target)
     except BaseException:
         with suppress(OSError):
@@ -84,11 +97,34 @@ def write_bytes_atomic(path: str | os.PathLike[str], data: bytes) -> None:
     _fsync_dir(target.parent)
 
 
+def _link_previous(target: Path, previous: Path) -> None:
+    link = previous.with_name(f".{previous.name}.link.tmp")
+    with suppress(FileNotFoundError):
+        link.unlink()
+    try:
+        os.link(target, link)
+    except FileNotFoundError:
+        return  # the first write: there is no previous version
+    try:
+        os.replace(link, previous)
+    except BaseException:
+        with suppress(OSError):
+            link.unlink()
+        raise
+
+
+def encode_json(obj: Any) -> bytes:
+    """``obj`` as UTF-8 JSON; text that cannot be UTF-8 (lone surrogates) is a LabError."""
+    try:
+        return json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabError("refused: the text is not valid UTF-8 (undecodable bytes)") from None
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write ``obj`` as JSON to ``path`` atomically (temp file, fsync, rename, fsync dir)."""
     # Encode before touching the disk so an unserialisable object leaves no trace.
-    data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
-    write_bytes_atomic(path, data)
+    write_bytes_atomic(path, encode_json(obj))
 
 
 def _temp_files_of(path: Path) -> list[Path]:
@@ -98,11 +134,18 @@ def _temp_files_of(path: Path) -> list[Path]:
 # -- TinyDB storage ----------------------------------------------------------------------
 
 
+def previous_path(path: Path) -> Path:
+    """Where the lab log's version before its last write is kept."""
+    return path.with_name(f"{path.name}.prev")
+
+
 class AtomicJSONStorage(Storage):
-    """TinyDB storage that never leaves a half-written file and refuses a corrupt one."""
+    """TinyDB storage that never leaves a half-written file, refuses a corrupt one, keeps
+    the version before the last write, and never writes fewer runs or notes than it read."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._held: dict[str, int] = {}
 
     def read(self) -> dict[str, dict[str, Any]] | None:
         try:
@@ -117,23 +160,58 @@ class AtomicJSONStorage(Storage):
             self._refuse_corrupt(raw, _describe_decode_error(err))
         if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
             self._refuse_corrupt(raw, "top level is not an object of tables")
+        self._held = {name: len(data.get(name, {})) for name in _GROW_ONLY_TABLES}
         return data
 
     def write(self, data: dict[str, dict[str, Any]]) -> None:
-        write_json_atomic(self.path, data)
+        for name, held in self._held.items():
+            if len(data.get(name, {})) < held:
+                raise LabError(
+                    f"refused to write {self.path} with fewer {name} than it held "
+                    f"({len(data.get(name, {}))} < {held})"
+                )
+        write_bytes_atomic(self.path, encode_json(data), keep_previous=previous_path(self.path))
+        self._held = {name: len(data.get(name, {})) for name in _GROW_ONLY_TABLES}
 
     def _refuse_corrupt(self, raw: bytes, why: str) -> NoReturn:
         try:
-            backup = f"a copy was kept at {_backup_corrupt(self.path, raw)}"
+            backup = f"its bytes were copied to {_backup_corrupt(self.path, raw)}"
         except OSError as err:
-            backup = f"no copy could be kept: {err.strerror or err}"
-        raise LabError(f"{self.path} is corrupt ({why}); {backup}")
+            backup = f"no copy of it could be kept: {err.strerror or err}"
+        advice = "nothing was changed"
+        if previous_path(self.path).exists():
+            advice += "; `grokterm repair` restores the version before the last write"
+        raise LabError(f"{self.path} is corrupt ({why}); {backup}; {advice}")
 
 
 def _describe_decode_error(err: ValueError) -> str:
     if isinstance(err, json.JSONDecodeError):
-        return f"{err.msg} at line {err.lineno} column {err.colno}"
+        what = err.msg.removesuffix(" at").lower()
+        return f"not valid JSON at line {err.lineno}, column {err.colno}: {what}"
     return "not valid UTF-8"
+
+
+def clean_note_text(text: str) -> str:
+    """A note as stored: trimmed, newlines normalised; refused when empty, huge, not valid
+    UTF-8 or carrying control characters (terminal escapes would garble every screen)."""
+    if not isinstance(text, str):
+        raise LabError(f"a note is text, not {type(text).__name__}")
+    text = text.replace("\r\n", "\n").replace("\r", "\n").strip()
+    if not text:
+        raise LabError("the note is empty")
+    if len(text) > NOTE_MAX_CHARS:
+        raise LabError(f"the note has {len(text):,} characters; at most {NOTE_MAX_CHARS:,}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise LabError("the note is not valid UTF-8 text") from None
+    bad = _CONTROL_CHARS.search(text)
+    if bad:
+        raise LabError(
+            f"the note contains a control character ({bad.group()!r}); "
+            "only text, tabs and newlines are kept"
+        )
+    return text
 
 
 def _backup_corrupt(path: Path, raw: bytes) -> Path:
@@ -202,9 +280,7 @@ class Lab:
             db.close()
 
     @contextmanager
-    def _writing(self) -> Iterator[TinyDB]:
-        # A fresh TinyDB per operation: Table caches the next doc id, so a long-lived
-        # instance would reuse ids that another process has taken meanwhile.
+    def _locked(self) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         lock = filelock.FileLock(self._lock_path, timeout=LOCK_TIMEOUT)
         try:
@@ -216,13 +292,20 @@ class Lab:
             ) from None
         try:
             self._remove_orphan_temp_files()
+            yield
+        finally:
+            lock.release()
+
+    @contextmanager
+    def _writing(self) -> Iterator[TinyDB]:
+        # A fresh TinyDB per operation: Table caches the next doc id, so a long-lived
+        # instance would reuse ids that another process has taken meanwhile.
+        with self._locked():
             db = TinyDB(self.lablog_path, storage=AtomicJSONStorage)
             try:
                 yield db
             finally:
                 db.close()
-        finally:
-            lock.release()
 
     def _remove_orphan_temp_files(self) -> None:
         # Only a writer holding the lock creates lablog temp files, so under the lock any
@@ -323,6 +406,9 @@ class Lab:
         self, text: str, run_id: str | None = None, step: int | None = None
     ) -> dict[str, Any]:
         """Add a note on a run (optionally at a step) or on the lab as a whole."""
+        text = clean_note_text(text)
+        if step is not None and (not isinstance(step, int) or isinstance(step, bool) or step < 0):
+            raise LabError(f"a note's step is a whole number ≥ 0, not {step!r}")
         if run_id is not None and not self.lablog_path.exists():
             raise self._not_found(run_id)
         with self._writing() as db:
@@ -374,6 +460,46 @@ class Lab:
         with self._writing() as db:
             removed = db.table("events").remove((event.run == run_id) & (event.step > after_step))
         return len(removed)
+
+
+    # -- repair ------------------------------------------------------------------------
+
+    def repair(self) -> dict[str, Any]:
+        """Put back the version of a corrupt lab log from before its last write.
+
+        The corrupt bytes stay in a ``lablog.json.corrupt-*`` copy. Returns what was done:
+        ``repaired`` (False when the log reads fine), the restored counts, and run
+        directories that the restored log does not list (their files are untouched).
+        """
+        with self._locked():
+            try:
+                AtomicJSONStorage(self.lablog_path).read()
+            except LabError as exc:
+                problem = str(exc)
+            else:
+                return {"repaired": False, "why": f"{self.lablog_path} reads fine"}
+            previous = previous_path(self.lablog_path)
+            try:
+                raw = previous.read_bytes()
+                tables = json.loads(raw)
+                if not isinstance(tables, dict):
+                    raise ValueError("top level is not an object of tables")
+            except (OSError, ValueError) as exc:
+                raise LabError(
+                    f"cannot repair: {problem}; and no good earlier version ({previous}: {exc})"
+                ) from None
+            write_bytes_atomic(self.lablog_path, raw)
+        listed = {row["id"] for row in tables.get("runs", {}).values()}
+        on_disk = {p.name for p in self.runs_dir.iterdir()} if self.runs_dir.is_dir() else set()
+        return {
+            "repaired": True,
+            "from": str(previous),
+            "runs": len(tables.get("runs", {})),
+            "notes": len(tables.get("notes", {})),
+            "events": len(tables.get("events", {})),
+            "unlisted_run_dirs": sorted(on_disk - listed),
+            "backups": [str(p) for p in sorted(self.root.glob("lablog.json.corrupt-*"))],
+        }
 
 
 def _check_run_fields(fields: dict[str, Any]) -> None:

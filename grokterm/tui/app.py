@@ -17,12 +17,11 @@ from textual.screen import Screen
 
 from grokterm import launcher
 from grokterm.lab import Lab, LabError
+from grokterm.lab.store import NOTE_MAX_CHARS
 from grokterm.tui.screens.dialogs import Confirm, HelpScreen, Prompt
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
 from grokterm.tui.state import LabState
-
-NOTE_MAX = 10_000
 
 
 class GrokApp(App):
@@ -80,13 +79,13 @@ class GrokApp(App):
             if text:
                 self.write_note(run_id, text, step)
 
-        self.push_screen(Prompt(f"Note on {run_id}{where}", max_length=NOTE_MAX), save)
+        self.push_screen(Prompt(f"Note on {run_id}{where}", max_length=NOTE_MAX_CHARS), save)
 
     @work(thread=True, exit_on_error=False, group="lab-write")
     def write_note(self, run_id: str, text: str, step: int | None) -> None:
         try:
             self.lab.add_note(text, run_id=run_id, step=step)
-        except LabError as exc:
+        except (LabError, OSError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
         self.call_from_thread(self.notify, f"Note added to {run_id}")

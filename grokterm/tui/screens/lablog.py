@@ -13,6 +13,7 @@ from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from grokterm.lab import LabError
+from grokterm.lab.store import NOTE_MAX_CHARS
 from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.screens.dialogs import Prompt
 from grokterm.tui.screens.runs import STATUS_STYLE
@@ -20,7 +21,6 @@ from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
 REFRESH_SECONDS = 2.0
-NOTE_MAX = 10_000  # the same limit as a note on a run
 TEXT_SHOWN = 120  # characters of an entry's text in the table; the detail line shows it all
 COLUMNS = [
     ("mark", " "),
@@ -353,7 +353,7 @@ class LabLogScreen(GrokScreen):
             if text:
                 self.write_lab_note(text)
 
-        prompt = Prompt("Lab note (on the lab, not on a run)", max_length=NOTE_MAX)
+        prompt = Prompt("Lab note (on the lab, not on a run)", max_length=NOTE_MAX_CHARS)
         self.app.push_screen(prompt, save)
 
     @work(thread=True, exit_on_error=False, group="lab-write")

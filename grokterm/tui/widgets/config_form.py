@@ -224,7 +224,7 @@ def _parse_scalar(kind: str, text: str) -> Any:
             return float(stripped)
         if kind == "toml":
             return tomllib.loads(f"v = {stripped}")["v"]
-    except (ValueError, tomllib.TOMLDecodeError):
+    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         return text
     return text
 
@@ -236,6 +236,8 @@ def _parse_list(item: str, text: str) -> Any:
     if stripped.startswith("["):
         try:
             value = tomllib.loads(f"v = {stripped}")["v"]
+        except RecursionError:
+            return text
         except tomllib.TOMLDecodeError:
             if not stripped.endswith("]"):
                 return text
