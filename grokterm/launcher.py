@@ -20,7 +20,10 @@ from grokterm.config import Experiment
 from grokterm.lab import Lab, LabError
 from grokterm.presets import experiment_to_toml
 
-STALE_AFTER_SECONDS = 10.0  # a heartbeat older than this (10 periods) with no process = crashed
+# A heartbeat older than this (3 periods of 1 s) whose process is gone means a crash. A slow
+# probe can delay a beat, but never makes a live process look gone.
+STALE_AFTER_SECONDS = 3.0
+FINAL_STATUSES = ("finished", "stopped", "crashed", "diverged")
 
 
 def create_run(lab: Lab, experiment: Experiment, preset: str | None) -> str:
@@ -65,7 +68,22 @@ def read_status(lab: Lab, run_id: str) -> dict[str, Any]:
         return {}
 
 
-def pid_alive(pid: int | None) -> bool:
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux); None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
+    try:
+        return int(fields[19])  # field 22 of proc(5), counted after pid and name
+    except (IndexError, ValueError):
+        return None
+
+
+def pid_alive(pid: int | None, started: int | None = None) -> bool:
+    """Is the process running? With ``started`` (its start ticks), a new process that was
+    given a dead run's pid does not count."""
     if not pid:
         return False
     try:  # a run we started and that died is a zombie child until reaped: reap it
@@ -78,8 +96,15 @@ def pid_alive(pid: int | None) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
+        pass
+    if started is not None:
+        now = process_start_ticks(pid)
+        return now is None or now == started
     return True
+
+
+def status_pid_alive(status: dict[str, Any]) -> bool:
+    return pid_alive(status.get("pid"), status.get("pid_started"))
 
 
 def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
@@ -92,9 +117,14 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
         view["heartbeat"] = status.get("heartbeat")
         same_host = status.get("host") in (None, socket.gethostname())
         stale = time.time() - float(status.get("heartbeat") or 0) > STALE_AFTER_SECONDS
-        if stale and same_host and not pid_alive(status.get("pid")):
-            view["status"] = "crashed"
-            view["reason"] = "the run process disappeared (no heartbeat, pid gone)"
+        final = status.get("status") in FINAL_STATUSES
+        if same_host and (final or stale) and not status_pid_alive(status):
+            if final:  # it ended, but could not say so in the lab log (a full disk, say)
+                view["status"] = status["status"]
+                view["reason"] = status.get("reason") or None
+            else:
+                view["status"] = "crashed"
+                view["reason"] = "the run process disappeared (no heartbeat, pid gone)"
     elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
         if record.get("stop_requested"):
             view["status"], view["reason"] = "stopped", "stopped before training started"
@@ -130,9 +160,12 @@ def live_views(lab: Lab) -> list[dict[str, Any]]:
 def stop(lab: Lab, run_id: str) -> None:
     """Ask a running run to stop: it checkpoints and ends as 'stopped'."""
     record = lab.get_run(run_id)
-    pid = read_status(lab, run_id).get("pid") or record.get("pid")
-    if record["status"] not in ("queued", "running") or not pid_alive(pid):
-        raise LabError(f"run {run_id} is not running (status {record['status']})")
+    status = read_status(lab, run_id)
+    pid = status.get("pid") or record.get("pid")
+    alive = status_pid_alive(status) if status.get("pid") else pid_alive(pid)
+    if record["status"] not in ("queued", "running") or not alive:
+        status_now = live_view(lab, record)["status"]
+        raise LabError(f"run {run_id} is not running (status {status_now})")
     # Recorded first: a worker killed by this signal before its handlers exist still
     # reads as stopped, not crashed.
     lab.update_run(run_id, stop_requested=True)

@@ -5,6 +5,7 @@ Files are written atomically and loaded with weights_only=True (no pickled code 
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ import torch
 
 from grokterm.engine.models import build_model
 from grokterm.engine.tasks import task_shape
+from grokterm.lab.store import with_filename
 
 if TYPE_CHECKING:
     from grokterm.engine.loop import Session
@@ -48,12 +50,22 @@ def save_checkpoint(session: Session, folder: Path) -> Path:
     if session.device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state(session.device)
     path = checkpoint_path(folder, session.step)
+    # Serialised in memory first: torch.save straight to a file on a full disk fails with
+    # an opaque "unexpected pos" RuntimeError instead of ENOSPC.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     temp = path.with_name(f".{path.name}.tmp")
-    with open(temp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(buffer.getbuffer())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException as exc:
+        temp.unlink(missing_ok=True)  # a failed write leaves no torn file behind
+        if isinstance(exc, OSError):
+            raise with_filename(exc, path) from exc
+        raise
     return path
 
 

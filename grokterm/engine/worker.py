@@ -7,6 +7,7 @@ foreground `grokterm run` calls `execute` in its own process with extra hooks.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import signal
@@ -15,17 +16,23 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from grokterm.config import Experiment
 from grokterm.engine.stopping import StopFlag, install_stop_handlers
-from grokterm.lab import Lab, MetricStream, write_json_atomic
+from grokterm.lab import Lab, LabError, MetricStream, write_json_atomic
+from grokterm.launcher import process_start_ticks
 from grokterm.presets import build_experiment, read_toml
 
 EventHook = Callable[[dict[str, Any]], None]
 BeatHook = Callable[[int, dict[str, Any]], None]
+
+# Space set aside while a run trains, given back when a write fails, so that even on a full
+# disk the run can still record why it ended.
+RESERVE_BYTES = 1 << 20
 
 
 def now_iso() -> str:
@@ -52,7 +59,9 @@ class LabRecorder:
         self.on_beat = on_beat
         self.device = ""
         self.host = socket.gethostname()
+        self.pid_started = process_start_ticks(os.getpid())
         self.last_step = 0
+        self.reserve = self.run_dir / ".space-reserve"
 
     def write_status(self, status: str, step: int, extra: dict[str, Any] | None = None) -> None:
         write_json_atomic(
@@ -60,6 +69,7 @@ class LabRecorder:
             {
                 "status": status,
                 "pid": os.getpid(),
+                "pid_started": self.pid_started,
                 "host": self.host,
                 "device": self.device,
                 "heartbeat": time.time(),
@@ -70,6 +80,7 @@ class LabRecorder:
         )
 
     def started(self, device: str, start_step: int) -> None:
+        self._set_aside_space()
         self.stream = MetricStream(self.run_dir / "metrics.jsonl")
         self.device = device
         self.lab.update_run(
@@ -109,17 +120,71 @@ class LabRecorder:
             self.on_beat(step, probe)
 
     def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None:
+        """Record the end of the run as well as the disk allows; never raises, so a failed
+        write cannot hide why the run ended. Whatever could not be written is said in
+        run.log, and status.json carries the final status if the lab log cannot."""
+        self.give_back_space()
         if self.stream:
-            self.stream.close()
-        self.lab.update_run(
-            self.run_id,
-            status=status,
-            step=step,
-            summary=summary,
-            reason=reason or None,
-            ended=now_iso(),
+            try:
+                self.stream.close()
+            except OSError as exc:
+                self.stream.abandon()
+                warn(f"the last metric records were lost: {describe_failure(exc)}")
+        try:
+            self.lab.update_run(
+                self.run_id,
+                status=status,
+                step=step,
+                summary=summary,
+                reason=reason or None,
+                ended=now_iso(),
+            )
+        except (LabError, OSError) as exc:
+            warn(f"the lab log could not record the end of the run: {describe_failure(exc)}")
+        try:
+            self.write_status(status, step, {"reason": reason})
+        except (LabError, OSError) as exc:
+            warn(f"status.json could not be written: {describe_failure(exc)}")
+
+    def _set_aside_space(self) -> None:
+        try:
+            with open(self.reserve, "wb") as file:
+                os.posix_fallocate(file.fileno(), 0, RESERVE_BYTES)
+        except (OSError, AttributeError):
+            self.reserve.unlink(missing_ok=True)  # too little space to set any aside
+
+    def give_back_space(self) -> None:
+        with suppress(OSError):
+            self.reserve.unlink(missing_ok=True)
+
+
+def warn(message: str) -> None:
+    """A line in run.log (a detached run's stderr); never fails."""
+    with suppress(OSError, ValueError):
+        print(f"grokterm: {message}", file=sys.stderr, flush=True)
+
+
+def describe_failure(exc: BaseException, step: int | None = None) -> str:
+    """Why a run ended, in words a researcher can act on."""
+    where = f" at step {step}" if step is not None else ""
+    name = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        target = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on the device{target}{where}; free some and resume the run"
+    if name == "OutOfMemoryError":  # torch's CUDA OOM, named without importing torch
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return (
+            f"CUDA out of memory{where}: {first} (try a smaller batch_size or model, "
+            "or device = cpu)"
         )
-        self.write_status(status, step, {"reason": reason})
+    if isinstance(exc, MemoryError):
+        return f"out of memory{where} (try a smaller batch_size or model)"
+    if isinstance(exc, OSError):
+        target = f" ({exc.filename})" if exc.filename else ""
+        return f"{exc.strerror or exc}{target}{where}"
+    if isinstance(exc, LabError):
+        return f"{exc}{where}"
+    return f"{name}{where}: {exc}".strip().removesuffix(":")
 
 
 def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
@@ -129,7 +194,7 @@ def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
 
 def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     """Restore the last checkpoint; drop metrics and events after it; replay the detector."""
-    from grokterm.engine.checkpoints import list_checkpoints, load_checkpoint, restore
+    from grokterm.engine.checkpoints import list_checkpoints
     from grokterm.lab.stream import read_records, truncate_after
     from grokterm.phases import replay
 
@@ -142,8 +207,7 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     usable = [step for step in found if step <= last_recorded]
     if not usable:
         raise UserError(f"run {run_id}: no checkpoint is covered by its metric stream")
-    step = max(usable)
-    restore(session, load_checkpoint(found[step], session.device))
+    step = restore_newest_loadable(session, {s: found[s] for s in usable})
     truncate_after(run_dir / "metrics.jsonl", step)
     lab.delete_events(run_id, after_step=step)
     records = read_records(run_dir / "metrics.jsonl")
@@ -151,6 +215,24 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     session.best_test_acc = max((r["test_acc"] for r in probes), default=-math.inf)
     detector, _ = replay(records, session.exp.detector)
     return detector
+
+
+def restore_newest_loadable(session, checkpoints: dict[int, Path]) -> int:
+    """Restore the newest checkpoint that loads (weights only) and fits; returns its step.
+    A damaged or unsafe file is reported in run.log and skipped, never deleted."""
+    from grokterm.engine.checkpoints import load_checkpoint, restore
+
+    for step in sorted(checkpoints, reverse=True):
+        path = checkpoints[step]
+        try:
+            restore(session, load_checkpoint(path, session.device))
+        except Exception as exc:  # torch reports damage as several types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            why = f"{type(exc).__name__}: {first}"
+            warn(f"skipped checkpoint {path.name}: it does not load ({why})")
+            continue
+        return step
+    raise UserError(f"none of the run's {len(checkpoints)} checkpoint(s) loads; see run.log")
 
 
 class UserError(Exception):
@@ -178,6 +260,7 @@ def execute(
         lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
         raise UserError(str(exc)) from None
     recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
+    session = None
     try:
         session = loop.build_session(experiment)
         detector = rewind_to_checkpoint(lab, run_id, session) if resume else None
@@ -188,11 +271,25 @@ def execute(
         recorder.finished("crashed", recorder.last_step, {}, str(exc))
         raise UserError(str(exc)) from None
     except BaseException as exc:
-        reason = f"{type(exc).__name__}: {exc}".strip()
-        with open(lab.run_dir(run_id) / "run.log", "a", encoding="utf-8") as log:
+        reason = describe_failure(exc, recorder.last_step if recorder.stream else None)
+        recorder.give_back_space()
+        with suppress(OSError), open(lab.run_dir(run_id) / "run.log", "a") as log:
             log.write(traceback.format_exc())
+        if isinstance(exc, LabError) and session is not None:
+            keep_work_done(session, recorder, lab.run_dir(run_id) / "checkpoints")
         recorder.finished("crashed", recorder.last_step, {}, reason)
         raise UserError(f"crashed: {reason} (traceback in run.log)") from None
+
+
+def keep_work_done(session, recorder: LabRecorder, checkpoints: Path) -> None:
+    """The lab log failed, not training: the weights are sound, so checkpoint them."""
+    from grokterm.engine.checkpoints import save_checkpoint
+
+    try:
+        recorder.flush()
+        save_checkpoint(session, checkpoints)
+    except (OSError, RuntimeError) as exc:
+        warn(f"no final checkpoint: {describe_failure(exc)}")
 
 
 def main(argv: list[str] | None = None) -> int:

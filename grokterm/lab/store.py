@@ -71,6 +71,13 @@ def _mode_for(path: Path) -> int:
         return 0o644
 
 
+def with_filename(exc: OSError, path: Path) -> OSError:
+    """The same error, naming the file it happened on (a failed write() names none)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror, str(path))
+
+
 def write_bytes_atomic(
     path: str | os.PathLike[str], data: bytes, keep_previous: Path | None = None
 ) -> None:
@@ -90,6 +97,10 @@ def write_bytes_atomic(
         if keep_previous is not None:
             _link_previous(target, keep_previous)
         os.replace(tmp_name, target)
+    except OSError as exc:
+        with suppress(OSError):
+            os.unlink(tmp_name)
+        raise with_filename(exc, target) from exc
     except BaseException:
         with suppress(OSError):
             os.unlink(tmp_name)

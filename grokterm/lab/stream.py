@@ -12,10 +12,11 @@ import json
 import math
 import os
 import time
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from .store import write_bytes_atomic
+from .store import with_filename, write_bytes_atomic
 
 FLUSH_INTERVAL = 1.0
 Columns = dict[str, list[float]]
@@ -86,10 +87,13 @@ class MetricStream:
 
     def flush(self) -> None:
         if self._pending:
-            self._file.write("".join(self._pending).encode("utf-8"))
-            self._pending.clear()
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.write("".join(self._pending).encode("utf-8"))
+                self._pending.clear()
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise with_filename(exc, self.path) from exc
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
@@ -98,6 +102,12 @@ class MetricStream:
         try:
             self.flush()
         finally:
+            self._file.close()
+
+    def abandon(self) -> None:
+        """Close without writing what is pending (after a write failed)."""
+        self._pending.clear()
+        with suppress(OSError):
             self._file.close()
 
     @property
