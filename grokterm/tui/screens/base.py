@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import time
+
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
+
+REPEAT_AFTER_SECONDS = 30.0
+
+
+def describe_error(error: BaseException | None) -> str:
+    from grokterm.lab import LabError
+
+    if isinstance(error, LabError):  # already one line meant for the user
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class GrokScreen(Screen):
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A failed background read or write becomes a notification, never a traceback."""
         if event.state == WorkerState.ERROR:
-            error = event.worker.error
-            self.notify(f"{type(error).__name__}: {error}", severity="error", markup=False)
+            self.report_problem(describe_error(event.worker.error))
+
+    def report_problem(self, message: str) -> None:
+        """Notify once: a refresh that fails every second (say, on a corrupt lab log) must
+        not bury the screen in copies of the same message."""
+        last = getattr(self.app, "_last_problem", None)
+        now = time.monotonic()
+        if last and last[0] == message and now - last[1] < REPEAT_AFTER_SECONDS:
+            return
+        self.app._last_problem = (message, now)
+        self.notify(message, severity="error", markup=False, timeout=10)
 
 
 SMOOTHING_LEVELS = (0.0, 0.6, 0.9, 0.97)

@@ -11,7 +11,8 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from grokterm.tui.screens.base import GrokScreen
+from grokterm.lab import LabError
+from grokterm.tui.screens.base import GrokScreen, describe_error
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
@@ -113,6 +114,7 @@ class RunsScreen(GrokScreen):
         self.sort_column = "started"
         self.sort_reverse = True
         self._preview_for: tuple | None = None
+        self.problem: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -142,8 +144,19 @@ class RunsScreen(GrokScreen):
 
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def reload(self) -> None:
-        views = self.state.runs()
+        try:
+            views = self.state.runs()
+        except (LabError, OSError) as exc:
+            self.app.call_from_thread(self.show_problem, describe_error(exc))
+            return
+        self.problem = None
         self.app.call_from_thread(self.show_runs, views)
+
+    def show_problem(self, message: str) -> None:
+        """The lab cannot be read: say so where the run count goes, and notify once."""
+        self.problem = message
+        self.query_one("#runs-status", Static).update(Text(message, style="bold red"))
+        self.report_problem(message)
 
     def show_runs(self, views: list[dict[str, Any]]) -> None:
         self.views = views
