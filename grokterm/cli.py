@@ -162,16 +162,25 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
+    restart = not launcher.has_checkpoint(lab, run_id)
     launcher.resume(lab, run_id)
-    print(f"resuming {run_id} from its last checkpoint in the background")
+    if restart:
+        print(f"restarting {run_id} from step 0 in the background (it has no checkpoint)")
+    else:
+        print(f"resuming {run_id} from its last checkpoint in the background")
     return 0
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
+    from grokterm import launcher
+
     lab = lab_from(args)
     if not lab.exists:
         raise UsageError(f"repair: no lab log at {lab.lablog_path}")
     result = lab.repair()
+    settled = launcher.record_ended_runs(lab)
+    if settled:
+        print("recorded the end of " + ", ".join(settled) + " from their status files")
     if not result["repaired"]:
         print(f"nothing to repair: {result['why']}")
         return 0

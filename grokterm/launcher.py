@@ -175,17 +175,36 @@ def stop(lab: Lab, run_id: str) -> None:
 RESUMABLE = ("stopped", "crashed")
 
 
+def has_checkpoint(lab: Lab, run_id: str) -> bool:
+    return any((lab.run_dir(run_id) / "checkpoints").glob("step-*.pt"))
+
+
 def resume(lab: Lab, run_id: str) -> int:
-    """Continue a stopped or crashed run from its last checkpoint in a new process."""
+    """Continue a stopped or crashed run from its last checkpoint in a new process (from
+    step 0 if it ended before its first checkpoint)."""
     view = live_view(lab, lab.get_run(run_id))
     if view["status"] not in RESUMABLE:
         raise LabError(f"run {run_id} is {view['status']}; only stopped or crashed runs resume")
-    if not any((lab.run_dir(run_id) / "checkpoints").glob("step-*.pt")):
-        raise LabError(f"run {run_id} has no checkpoint to resume from")
     lab.update_run(run_id, status="queued", reason=None, stop_requested=False)
     # The old heartbeat belongs to a dead process; until the new one beats, judge by its pid.
     (lab.run_dir(run_id) / "status.json").unlink(missing_ok=True)
     return start_detached(lab, run_id, resume=True)
+
+
+def record_ended_runs(lab: Lab) -> list[str]:
+    """Write into the lab log the end of runs that it still lists as queued or running but
+    whose process is gone (a crash, or an end it could not record); returns their ids."""
+    settled = []
+    for record in lab.list_runs():
+        if record["status"] not in ("queued", "running"):
+            continue
+        view = live_view(lab, record)
+        if view["status"] in FINAL_STATUSES:
+            lab.update_run(
+                record["id"], status=view["status"], step=view["step"], reason=view["reason"]
+            )
+            settled.append(record["id"])
+    return settled
 
 
 def wait_until_done(lab: Lab, run_id: str, timeout: float) -> dict[str, Any]:

@@ -193,33 +193,42 @@ def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
 
 
 def rewind_to_checkpoint(lab: Lab, run_id: str, session):
-    """Restore the last checkpoint; drop metrics and events after it; replay the detector."""
+    """Restore the last checkpoint; drop metrics and events after it; replay the detector.
+
+    Returns the replayed detector, or None when no checkpoint loads (the run ended before
+    its first one): then the run's records are dropped and it starts again from step 0.
+    """
     from grokterm.engine.checkpoints import list_checkpoints
     from grokterm.lab.stream import read_records, truncate_after
     from grokterm.phases import replay
 
     run_dir = lab.run_dir(run_id)
     found = list_checkpoints(run_dir / "checkpoints")
-    if not found:
-        raise UserError(f"run {run_id} has no checkpoint to resume from")
     # The newest checkpoint whose records all reached the disk (streams flush every second).
     last_recorded = max((r["step"] for r in read_records(run_dir / "metrics.jsonl")), default=0)
-    usable = [step for step in found if step <= last_recorded]
-    if not usable:
-        raise UserError(f"run {run_id}: no checkpoint is covered by its metric stream")
-    step = restore_newest_loadable(session, {s: found[s] for s in usable})
+    step = restore_newest_loadable(session, {s: p for s, p in found.items() if s <= last_recorded})
+    if step is None:
+        warn(f"no checkpoint of {run_id} loads: it starts again from step 0")
+        truncate_after(run_dir / "metrics.jsonl", -1)
+        lab.delete_events(run_id, after_step=-1)
+        return None
     truncate_after(run_dir / "metrics.jsonl", step)
     lab.delete_events(run_id, after_step=step)
     records = read_records(run_dir / "metrics.jsonl")
     probes = [r for r in records if "test_acc" in r]
     session.best_test_acc = max((r["test_acc"] for r in probes), default=-math.inf)
-    detector, _ = replay(records, session.exp.detector)
+    detector, replayed = replay(records, session.exp.detector)
+    # Events the crashed process could not write (a failing lab log) come back from the
+    # replay; those already recorded are not repeated.
+    recorded = {(event["step"], event["kind"]) for event in lab.events(run_id)}
+    lab.add_events(run_id, [e for e in replayed if (e["step"], e["kind"]) not in recorded])
     return detector
 
 
-def restore_newest_loadable(session, checkpoints: dict[int, Path]) -> int:
-    """Restore the newest checkpoint that loads (weights only) and fits; returns its step.
-    A damaged or unsafe file is reported in run.log and skipped, never deleted."""
+def restore_newest_loadable(session, checkpoints: dict[int, Path]) -> int | None:
+    """Restore the newest checkpoint that loads (weights only) and fits; returns its step,
+    or None when none does. A damaged or unsafe file is reported in run.log and skipped,
+    never deleted."""
     from grokterm.engine.checkpoints import load_checkpoint, restore
 
     for step in sorted(checkpoints, reverse=True):
@@ -232,7 +241,7 @@ def restore_newest_loadable(session, checkpoints: dict[int, Path]) -> int:
             warn(f"skipped checkpoint {path.name}: it does not load ({why})")
             continue
         return step
-    raise UserError(f"none of the run's {len(checkpoints)} checkpoint(s) loads; see run.log")
+    return None
 
 
 class UserError(Exception):
@@ -264,6 +273,8 @@ def execute(
     try:
         session = loop.build_session(experiment)
         detector = rewind_to_checkpoint(lab, run_id, session) if resume else None
+        if resume and detector is None:  # a failed restore may have half-loaded the session
+            session = loop.build_session(experiment)
         return loop.run_training(
             session, recorder, lab.run_dir(run_id) / "checkpoints", stop, detector
         )

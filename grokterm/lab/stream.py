@@ -63,8 +63,10 @@ def _records(lines: list[bytes]) -> list[dict[str, Any]]:
 class MetricStream:
     """Append-only writer of one run's metric stream; cheap enough for the training loop.
 
-    Records are buffered and written (with flush and fsync) once ``flush_interval``
-    seconds have passed since the last write, and on ``flush()`` and ``close()``.
+    Records are buffered and written (with fsync) once ``flush_interval`` seconds have
+    passed since the last write, and on ``flush()`` and ``close()``. A write that fails
+    (a full disk) is undone to the last complete record and kept pending, so a retry
+    writes each record once and the file never holds a torn or repeated line.
     """
 
     def __init__(
@@ -74,7 +76,8 @@ class MetricStream:
         self.flush_interval = flush_interval
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _drop_torn_tail(self.path)
-        self._file = open(self.path, "ab")
+        # Unbuffered: a failed write must leave no bytes behind in a buffer to retry later.
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._pending: list[str] = []
         self._last_flush = time.monotonic()
 
@@ -86,33 +89,39 @@ class MetricStream:
             self.flush()
 
     def flush(self) -> None:
-        if self._pending:
+        if self._pending and self._fd is not None:
+            data = memoryview("".join(self._pending).encode("utf-8"))
+            good_size = os.fstat(self._fd).st_size
             try:
-                self._file.write("".join(self._pending).encode("utf-8"))
-                self._pending.clear()
-                self._file.flush()
-                os.fsync(self._file.fileno())
+                while data:
+                    data = data[os.write(self._fd, data) :]
+                os.fsync(self._fd)
             except OSError as exc:
+                with suppress(OSError):
+                    os.ftruncate(self._fd, good_size)
                 raise with_filename(exc, self.path) from exc
+            self._pending.clear()
         self._last_flush = time.monotonic()
 
     def close(self) -> None:
-        if self._file.closed:
+        if self._fd is None:
             return
         try:
             self.flush()
         finally:
-            self._file.close()
+            self.abandon()
 
     def abandon(self) -> None:
-        """Close without writing what is pending (after a write failed)."""
+        """Close without writing what is pending (after a write failed for good)."""
         self._pending.clear()
-        with suppress(OSError):
-            self._file.close()
+        if self._fd is not None:
+            with suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
 
     @property
     def closed(self) -> bool:
-        return self._file.closed
+        return self._fd is None
 
     def __enter__(self) -> MetricStream:
         return self
