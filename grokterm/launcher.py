@@ -20,9 +20,6 @@ from grokterm.config import Experiment
 from grokterm.lab import Lab, LabError
 from grokterm.presets import experiment_to_toml
 
-# A heartbeat older than this (3 periods of 1 s) whose process is gone means a crash. A slow
-# probe can delay a beat, but never makes a live process look gone.
-STALE_AFTER_SECONDS = 3.0
 FINAL_STATUSES = ("finished", "stopped", "crashed", "diverged")
 
 
@@ -115,16 +112,17 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
         view["step"] = status.get("step", view.get("step", 0))
         view["latest"] = status.get("latest", {})
         view["heartbeat"] = status.get("heartbeat")
+        # Only a process of this host can be checked; a run on another host that shares the
+        # lab (over NFS, say) shows what its status file says.
         same_host = status.get("host") in (None, socket.gethostname())
-        stale = time.time() - float(status.get("heartbeat") or 0) > STALE_AFTER_SECONDS
-        final = status.get("status") in FINAL_STATUSES
-        if same_host and (final or stale) and not status_pid_alive(status):
-            if final:  # it ended, but could not say so in the lab log (a full disk, say)
+        if same_host and not status_pid_alive(status):
+            if status.get("status") in FINAL_STATUSES:
+                # It ended, but could not say so in the lab log (a full disk, say).
                 view["status"] = status["status"]
                 view["reason"] = status.get("reason") or None
             else:
                 view["status"] = "crashed"
-                view["reason"] = "the run process disappeared (no heartbeat, pid gone)"
+                view["reason"] = "the run process disappeared (pid gone, no final status)"
     elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
         if record.get("stop_requested"):
             view["status"], view["reason"] = "stopped", "stopped before training started"

@@ -75,7 +75,7 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
         view = json.loads(grokterm(lab_dir, "ls", "--json").stdout)[0]
         return view if view["status"] == "crashed" else None
 
-    view = wait_for(crashed, "ls to say crashed", deadline=launcher.STALE_AFTER_SECONDS + 30)
+    view = wait_for(crashed, "ls to say crashed", deadline=30)
     assert view["step"] == last_beat >= 300
     assert "pid gone" in view["reason"]
     shown = grokterm(lab_dir, "show", run_id).stdout.decode()

@@ -89,7 +89,6 @@ def test_stopped_run_resumes_bit_identically(tmp_path, reference):
 
 
 def test_killed_run_shows_crashed_then_resumes_bit_identically(tmp_path, reference, monkeypatch):
-    monkeypatch.setattr(launcher, "STALE_AFTER_SECONDS", 2.0)
     lab = Lab(tmp_path)
     run_id = start_detached(tmp_path)
     wait_for_step(lab, run_id, 350)
