@@ -20,6 +20,7 @@ from grokterm.config import Experiment
 from grokterm.lab import Lab, LabError
 from grokterm.presets import experiment_to_toml
 
+VANISHED = "its process ended without a final status (killed? out of memory?); resume it"
 FINAL_STATUSES = ("finished", "stopped", "crashed", "diverged")
 
 
@@ -65,15 +66,20 @@ def read_status(lab: Lab, run_id: str) -> dict[str, Any]:
         return {}
 
 
-def process_start_ticks(pid: int) -> int | None:
-    """When the process started, in clock ticks since boot (Linux); None where unknown."""
+def _proc_stat(pid: int) -> list[str]:
+    """Fields 3... of /proc/PID/stat (Linux); empty where there is no such file."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return None
-    fields = stat[stat.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
+        return []
+    return stat[stat.rfind(")") + 2 :].split()  # the name in parentheses may hold spaces
+
+
+def process_start_ticks(pid: int) -> int | None:
+    """When the process started, in clock ticks since boot (Linux); None where unknown."""
+    fields = _proc_stat(pid)
     try:
-        return int(fields[19])  # field 22 of proc(5), counted after pid and name
+        return int(fields[19])  # field 22 of proc(5)
     except (IndexError, ValueError):
         return None
 
@@ -94,6 +100,8 @@ def pid_alive(pid: int | None, started: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
+    if _proc_stat(pid)[:1] == ["Z"]:  # dead, waiting for a parent (or init) to reap it
+        return False
     if started is not None:
         now = process_start_ticks(pid)
         return now is None or now == started
@@ -122,7 +130,7 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
                 view["reason"] = status.get("reason") or None
             else:
                 view["status"] = "crashed"
-                view["reason"] = "the run process disappeared (pid gone, no final status)"
+                view["reason"] = VANISHED
     elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
         if record.get("stop_requested"):
             view["status"], view["reason"] = "stopped", "stopped before training started"

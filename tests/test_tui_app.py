@@ -535,7 +535,7 @@ async def test_a_stale_heartbeat_with_a_dead_pid_shows_crashed(tmp_path, idle_pr
         await select(pilot, gone)
         preview = app.screen.query_one("#preview-text", Static)
         await wait_for(pilot, lambda: "crashed" in text_of(preview), "the preview")
-        assert "pid gone" in text_of(preview)
+        assert "ended without a final status" in text_of(preview)
         await open_monitor(pilot, gone)
         status = app.screen.query_one("#monitor-status", Static)
         await wait_for(pilot, lambda: "crashed" in text_of(status), "the monitor status")
@@ -664,3 +664,40 @@ async def test_metric_picker_filters_and_charts_the_chosen_metric(tui_lab):
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
         assert extra.curves[0].label == "htsr_alpha"
+
+
+@pytest.mark.slow
+async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch):
+    from grokterm.lab.stream import read_records
+
+    lab = Lab(tmp_path / "lab")
+    run_id = short_run(lab, ["task.p=23", "schedule.steps=3000", "schedule.eval_every=20",
+                             "schedule.checkpoint_every=100"])  # fmt: skip
+    app = GrokApp(lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, 1)
+        launcher.start_detached(lab, run_id)
+        await wait_for(
+            pilot,
+            lambda: launcher.read_status(lab, run_id).get("step", 0) > 200,
+            "training",
+            timeout=RUN_DEADLINE,
+        )
+        await select(pilot, run_id)
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), "the confirmation")
+        await pilot.press("y")
+        await wait_for(
+            pilot, lambda: cells(app, run_id)["status"] == "stopped", "stopped", timeout=60
+        )
+        stopped_at = lab.get_run(run_id)["step"]
+        assert 200 < stopped_at < 3000
+        await pilot.press("r")
+        await wait_for(
+            pilot,
+            lambda: cells(app, run_id)["status"] == "finished",
+            "finished after the resume",
+            timeout=RUN_DEADLINE,
+        )
+    steps = [r["step"] for r in read_records(lab.run_dir(run_id) / "metrics.jsonl")]
+    assert steps == list(range(3001))
