@@ -49,11 +49,11 @@ def dump_json(data: Any) -> None:
     print(json.dumps(finite_or_none(data), indent=2, default=str, allow_nan=False))
 
 
-def console():
+def console(file=None):
     from rich.console import Console
 
     # Piped output is for reading later or grepping: don't squeeze tables to 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    return Console(file=file, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 # --- commands -----------------------------------------------------------------------------
@@ -90,9 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         launcher.start_detached(lab, run_id)
         print(run_id)
         return 0
-    from grokterm.foreground import run_in_foreground
+    from grokterm.foreground import QuietWhenHungUp, run_in_foreground
 
-    return run_in_foreground(lab, run_id, experiment, console())
+    return run_in_foreground(lab, run_id, experiment, console(QuietWhenHungUp(sys.stdout)))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:

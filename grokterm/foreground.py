@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import io
+from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import (
@@ -16,6 +17,36 @@ from rich.progress import (
 
 from grokterm.config import Experiment
 from grokterm.lab import Lab
+
+
+class QuietWhenHungUp(io.TextIOBase):
+    """Standard output that falls silent once its terminal is gone (SIGHUP, a dropped SSH
+    connection) instead of failing the run with EIO on the next progress update."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.gone = False
+
+    def write(self, text: str) -> int:
+        if not self.gone:
+            try:
+                self.stream.write(text)
+            except OSError:
+                self.gone = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except OSError:
+                self.gone = True
+
+    def isatty(self) -> bool:
+        return not self.gone and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
 
 
 def progress_bar(out: Console) -> Progress:
@@ -36,7 +67,7 @@ def run_in_foreground(lab: Lab, run_id: str, experiment: Experiment, out: Consol
     from grokterm.engine.stopping import StopFlag, install_stop_handlers
 
     stop = StopFlag()
-    install_stop_handlers(stop)
+    install_stop_handlers(stop, hang_up_stops=True)
     from grokterm.engine.worker import UserError, execute
 
     total = experiment.schedule.steps

@@ -141,14 +141,23 @@ class Terminal:
     login: closing the master end hangs the terminal up (SIGHUP).
     """
 
-    def __init__(self, lab: Path, env: dict[str, str], cols: int = 120, rows: int = 40):
+    def __init__(
+        self,
+        lab: Path,
+        env: dict[str, str],
+        *args: str,
+        cols: int = 120,
+        rows: int = 40,
+    ):
+        """``grokterm --lab LAB ARGS...``; no ARGS opens the TUI."""
         self.screen = pyte.Screen(cols, rows)
         self.stream = pyte.ByteStream(self.screen)
         self.lock = threading.Lock()
+        argv = [sys.executable, "-m", "grokterm", "--lab", str(lab), *args]
         pid, fd = pty.fork()
         if pid == 0:  # the child: size the terminal, then become grokterm
             fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-            os.execve(sys.executable, [sys.executable, "-m", "grokterm", "--lab", str(lab)], env)
+            os.execve(sys.executable, argv, env)
         self.pid, self.fd = pid, fd
         self.closed = False
         self.reader = threading.Thread(target=self._read, daemon=True)

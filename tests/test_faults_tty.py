@@ -16,8 +16,11 @@ from faultkit import (
     CTRL_L,
     ENV,
     Terminal,
+    assert_complete_series,
     assert_lab_readable,
+    grokterm,
     kill_if_running,
+    steps_of,
     wait_for,
     wait_until_done,
 )
@@ -83,6 +86,29 @@ def test_a_run_launched_from_the_tui_outlives_it(lab_dir: Path, tty_env, how: st
     assert view["status"] == "finished", view
     assert view["step"] == 2500
     assert_lab_readable(lab_dir)
+
+
+def test_a_hang_up_stops_a_foreground_run_cleanly_and_it_resumes(lab_dir: Path, tty_env):
+    """`grokterm run` without --detach belongs to its terminal: closing it stops the run
+    with a checkpoint (not a kill mid-step), and resume finishes it."""
+    lab = Lab(lab_dir)
+    term = Terminal(lab_dir, tty_env, "run", "modadd-mlp")
+    try:
+        term.wait_for_text("Ctrl-C stops it")
+        run_id = lab.list_runs()[0]["id"]
+        wait_for(lambda: launcher.read_status(lab, run_id).get("step", 0) > 100, "training")
+        term.hang_up()
+        term.wait_exit()
+    finally:
+        term.kill()
+    view = wait_until_done(lab, run_id)
+    assert view["status"] == "stopped" and view["reason"] == "stopped by SIGHUP", view
+    step = view["step"]
+    assert (lab.run_dir(run_id) / "checkpoints" / f"step-{step:09d}.pt").is_file()
+    assert steps_of(lab, run_id) == list(range(step + 1))
+    assert grokterm(lab_dir, "resume", run_id).returncode == 0
+    assert wait_until_done(lab, run_id)["status"] == "finished"
+    assert_complete_series(lab, run_id, last=2500)
 
 
 def test_two_tuis_and_several_clis_on_one_lab(lab_dir: Path, tty_env):
