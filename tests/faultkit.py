@@ -57,6 +57,21 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
     return lines[0]
 
 
+def write_notes_at_once(lab: Path, run_ref: str, count: int) -> set[str]:
+    """``count`` `grokterm note` processes started together; returns the texts they wrote."""
+    texts = [f"cli note {n}" for n in range(count)]
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "grokterm", "--lab", str(lab), "note", run_ref, text],
+            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for text in texts
+    ]  # fmt: skip
+    for proc in writers:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()
+    return set(texts)
+
+
 def start_detached(lab: Path, *extra: str) -> str:
     result = grokterm(lab, "run", "modadd-mlp", *SHORT, *extra, "--detach")
     assert result.returncode == 0, result.stderr.decode()

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 import torch
 from faultkit import (
-    ENV,
     SHORT,
     assert_complete_series,
     assert_lab_readable,
@@ -37,6 +36,7 @@ from faultkit import (
     wait_for,
     wait_for_step,
     wait_until_done,
+    write_notes_at_once,
 )
 
 from grokterm import launcher
@@ -301,11 +301,10 @@ def small_disk(tmp_path: Path):
 
 def fill(disk: Path) -> Path:
     filler = disk / "filler"
-    with open(filler, "wb") as file:
+    with open(filler, "wb", buffering=0) as file:  # unbuffered: close has nothing to flush
         try:
             while True:
                 file.write(b"\0" * 65536)
-                file.flush()
         except OSError:
             pass
     return filler
@@ -329,6 +328,16 @@ def test_a_full_disk_ends_the_run_readably_and_resume_finishes(small_disk: Path)
     assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
     assert_complete_series(lab, run_id)
     assert_lab_readable(lab_dir)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Training in this process: one thread, as the run processes have (two tests share
+    two cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 # --- 6. device faults --------------------------------------------------------------------------
@@ -360,7 +369,7 @@ def faulty_training_step(error: BaseException, at_step: int):
     ids=["oom", "cuda-error"],
 )
 def test_an_exception_inside_training_crashes_the_run_with_its_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error, expected
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_torch_thread, error, expected
 ):
     lab = Lab(tmp_path / "lab")
     _, experiment = load_experiment("modadd-mlp", SHORT[1::2])
@@ -498,19 +507,8 @@ def test_unknown_or_unfit_run_ids_get_one_line_and_change_nothing(small_lab: Pat
 
 
 def test_many_cli_writers_at_once_lose_nothing(small_lab: Path):
-    writers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "grokterm", "--lab", str(small_lab), "note", "1",
-             f"writer {w} note {n}"],
-            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )
-        for w in range(6)
-        for n in range(3)
-    ]  # fmt: skip
-    for proc in writers:
-        assert proc.wait(timeout=120) == 0, proc.stderr.read()
-    texts = {note["text"] for note in Lab(small_lab).notes()}
-    assert {f"writer {w} note {n}" for w in range(6) for n in range(3)} <= texts
+    written = write_notes_at_once(small_lab, "1", 18)
+    assert written <= {note["text"] for note in Lab(small_lab).notes()}
 
 
 def test_stop_ends_a_run_within_seconds_even_mid_probe(lab_dir: Path):

@@ -7,8 +7,6 @@ two TUIs and several CLIs on one lab at once must lose nothing and crash nothing
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,6 +21,7 @@ from faultkit import (
     steps_of,
     wait_for,
     wait_until_done,
+    write_notes_at_once,
 )
 
 from grokterm import launcher
@@ -123,17 +122,7 @@ def test_two_tuis_and_several_clis_on_one_lab(lab_dir: Path, tty_env):
         second.wait_for_text(f"Note on {run_id}")
         second.press(*"from the second TUI", "\r")
         second.wait_for_text(f"Note added to {run_id}")
-        writers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "grokterm", "--lab", str(lab_dir), "note", run_id,
-                 f"cli {w}.{n}"],
-                env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            )
-            for w in range(4)
-            for n in range(3)
-        ]  # fmt: skip
-        for proc in writers:
-            assert proc.wait(timeout=120) == 0, proc.stderr.read()
+        written = write_notes_at_once(lab_dir, run_id, 12)
         view = wait_until_done(lab, run_id)
         assert view["status"] == "finished"
         for term in (first, second):
@@ -141,7 +130,7 @@ def test_two_tuis_and_several_clis_on_one_lab(lab_dir: Path, tty_env):
             assert term.alive(), term.text()
             assert "Traceback" not in term.text()
         texts = {note["text"] for note in lab.notes(run_id)}
-        assert {f"cli {w}.{n}" for w in range(4) for n in range(3)} <= texts
+        assert written <= texts
         assert "from the second TUI" in texts
         for term in (first, second):
             term.press("\x1b")  # back to the runs screen, then quit

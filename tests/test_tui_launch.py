@@ -451,3 +451,22 @@ def test_preset_names() -> None:
     assert check_preset_name("has space") is not None
     assert check_preset_name("../escape") is not None
     assert check_preset_name(".hidden") is not None
+
+
+async def test_hostile_values_in_the_form_are_field_errors_not_crashes(tmp_path: Path) -> None:
+    lab = Lab(tmp_path / "lab")
+    app = LaunchApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await set_text(pilot, "model.hidden", "[" * 5000 + "]" * 5000)  # deeper than tomllib
+        assert field(app, "model.hidden").error
+        await set_text(pilot, "task.p", "9" * 5000)  # more digits than int() takes
+        assert field(app, "task.p").error
+        await set_text(pilot, "tags", "[" * 5000)
+        await set_text(pilot, "name", "x" * 10_000)
+        await pilot.pause()
+        assert "need attention" in status_text(app)
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        await app.workers.wait_for_complete()
+        assert app.opened == [] and not lab.exists
