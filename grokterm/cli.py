@@ -228,10 +228,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from grokterm import launcher
     from grokterm.lab.export import export_runs
 
     lab = lab_from(args)
     run_ids = [lab.resolve(ref) for ref in args.runs]
+    launcher.record_ended_runs(lab)  # a killed run is exported as crashed, not running
     default = f"{run_ids[0]}.md" if len(run_ids) == 1 else "grokterm-export.md"
     target = Path(args.output or default)
     written = export_runs(lab, run_ids, target)

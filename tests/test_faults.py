@@ -80,6 +80,10 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
     assert view["reason"] == launcher.VANISHED
     shown = grokterm(lab_dir, "show", run_id).stdout.decode()
     assert "crashed" in shown and str(last_beat) in shown
+    out = lab_dir.parent / "crashed.md"
+    assert grokterm(lab_dir, "export", run_id, "-o", str(out)).returncode == 0
+    assert "| status | crashed |" in out.read_text()
+    assert lab.get_run(run_id)["status"] == "crashed"  # the export recorded it
 
 
 def test_a_new_process_with_a_dead_runs_pid_does_not_keep_it_running(tmp_path: Path):

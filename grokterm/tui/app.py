@@ -131,6 +131,7 @@ class GrokApp(App):
         from grokterm.lab.export import export_runs
 
         try:
+            launcher.record_ended_runs(self.lab)  # a killed run is exported as crashed
             written = export_runs(self.lab, run_ids, target)
         except (LabError, OSError) as exc:
             self.call_from_thread(self.notify, f"Export failed: {exc}", severity="error")
