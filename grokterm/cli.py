@@ -178,22 +178,22 @@ def cmd_repair(args: argparse.Namespace) -> int:
     if not lab.exists:
         raise UsageError(f"repair: no lab log at {lab.lablog_path}")
     result = lab.repair()
-    settled = launcher.record_ended_runs(lab)
-    if settled:
-        print("recorded the end of " + ", ".join(settled) + " from their status files")
-    if not result["repaired"]:
+    if result["repaired"]:
+        print(
+            f"restored {lab.lablog_path} from {result['from']}: {result['runs']} runs, "
+            f"{result['notes']} notes, {result['events']} events"
+        )
+        print("the corrupt version is kept in " + ", ".join(result["backups"]))
+    else:
         print(f"nothing to repair: {result['why']}")
-        return 0
-    print(
-        f"restored {lab.lablog_path} from {result['from']}: {result['runs']} runs, "
-        f"{result['notes']} notes, {result['events']} events"
-    )
-    print("the corrupt version is kept in " + ", ".join(result["backups"]))
-    if result["unlisted_run_dirs"]:
+    if result.get("unlisted_run_dirs"):
         print(
             "the restored log lacks the newest write; these run directories are not in it "
             "(their files are untouched): " + ", ".join(result["unlisted_run_dirs"])
         )
+    settled = launcher.record_ended_runs(lab)
+    if settled:
+        print("recorded the end of " + ", ".join(settled) + " from status.json")
     return 0
 
 

@@ -208,7 +208,8 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     last_recorded = max((r["step"] for r in read_records(run_dir / "metrics.jsonl")), default=0)
     step = restore_newest_loadable(session, {s: p for s, p in found.items() if s <= last_recorded})
     if step is None:
-        warn(f"no checkpoint of {run_id} loads: it starts again from step 0")
+        had = f"none of its {len(found)} checkpoint(s) loads" if found else "it has no checkpoint"
+        warn(f"{run_id} starts again from step 0: {had}")
         truncate_after(run_dir / "metrics.jsonl", -1)
         lab.delete_events(run_id, after_step=-1)
         return None

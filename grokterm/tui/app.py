@@ -109,11 +109,15 @@ class GrokApp(App):
 
     def resume_run(self, run_id: str) -> None:
         try:
+            restart = not launcher.has_checkpoint(self.lab, run_id)
             launcher.resume(self.lab, run_id)
         except (LabError, OSError) as exc:
             self.notify(str(exc), severity="error")
             return
-        self.notify(f"Resuming {run_id} from its last checkpoint")
+        if restart:
+            self.notify(f"Restarting {run_id} from step 0: it has no checkpoint")
+        else:
+            self.notify(f"Resuming {run_id} from its last checkpoint")
 
     def export_runs(self, run_ids: list[str]) -> None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
