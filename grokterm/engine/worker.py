@@ -164,6 +164,11 @@ def warn(message: str) -> None:
         print(f"grokterm: {message}", file=sys.stderr, flush=True)
 
 
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def describe_failure(exc: BaseException, step: int | None = None) -> str:
     """Why a run ended, in words a researcher can act on."""
     where = f" at step {step}" if step is not None else ""
@@ -172,9 +177,8 @@ def describe_failure(exc: BaseException, step: int | None = None) -> str:
         target = f" writing {exc.filename}" if exc.filename else ""
         return f"no space left on the device{target}{where}; free some and resume the run"
     if name == "OutOfMemoryError":  # torch's CUDA OOM, named without importing torch
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return (
-            f"CUDA out of memory{where}: {first} (try a smaller batch_size or model, "
+            f"CUDA out of memory{where}: {first_line(exc)} (try a smaller batch_size or model, "
             "or device = cpu)"
         )
     if isinstance(exc, MemoryError):
@@ -237,8 +241,7 @@ def restore_newest_loadable(session, checkpoints: dict[int, Path]) -> int | None
         try:
             restore(session, load_checkpoint(path, session.device))
         except Exception as exc:  # torch reports damage as several types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            why = f"{type(exc).__name__}: {first}"
+            why = f"{type(exc).__name__}: {first_line(exc)}"
             warn(f"skipped checkpoint {path.name}: it does not load ({why})")
             continue
         return step

@@ -116,6 +116,8 @@ def _link_previous(target: Path, previous: Path) -> None:
         os.link(target, link)
     except FileNotFoundError:
         return  # the first write: there is no previous version
+    except OSError:
+        return  # a filesystem without hard links: the write goes on without a previous copy
     try:
         os.replace(link, previous)
     except BaseException:
