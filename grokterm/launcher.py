@@ -187,14 +187,23 @@ def has_checkpoint(lab: Lab, run_id: str) -> bool:
 
 def resume(lab: Lab, run_id: str) -> int:
     """Continue a stopped or crashed run from its last checkpoint in a new process (from
-    step 0 if it ended before its first checkpoint)."""
-    view = live_view(lab, lab.get_run(run_id))
-    if view["status"] not in RESUMABLE:
-        raise LabError(f"run {run_id} is {view['status']}; only stopped or crashed runs resume")
-    lab.update_run(run_id, status="queued", reason=None, stop_requested=False)
-    # The old heartbeat belongs to a dead process; until the new one beats, judge by its pid.
-    (lab.run_dir(run_id) / "status.json").unlink(missing_ok=True)
-    return start_detached(lab, run_id, resume=True)
+    step 0 if it ended before its first checkpoint). Two resumes at once: one wins."""
+
+    def refusal(record: dict[str, Any]) -> str | None:
+        status = live_view(lab, record)["status"]
+        if status not in RESUMABLE:
+            return f"run {run_id} is {status}; only stopped or crashed runs resume"
+        # The old heartbeat belongs to a dead process; until the new one beats, the run
+        # is judged by the new pid.
+        (lab.run_dir(run_id) / "status.json").unlink(missing_ok=True)
+        return None
+
+    lab.update_run_if(run_id, refusal, status="queued", reason=None, stop_requested=False, pid=None)
+    try:
+        return start_detached(lab, run_id, resume=True)
+    except OSError as exc:
+        lab.update_run(run_id, status="crashed", reason=f"could not start the run process: {exc}")
+        raise LabError(f"could not start the run process for {run_id}: {exc}") from None
 
 
 def record_ended_runs(lab: Lab) -> list[str]:

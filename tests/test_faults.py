@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from faultkit import (
+    ENV,
     SHORT,
     assert_complete_series,
     assert_lab_readable,
@@ -164,6 +165,28 @@ def test_resume_skips_unsafe_and_damaged_checkpoints_and_runs_no_code(lab_dir: P
     assert_complete_series(lab, run_id)
     # The rewind went back to the newest checkpoint that loaded.
     assert good_step < int(newest.stem.removeprefix("step-"))
+
+
+def test_two_resumes_at_once_start_one_process(lab_dir: Path):
+    lab = Lab(lab_dir)
+    run_id = start_detached(lab_dir)
+    wait_for_step(lab, run_id, 250)
+    kill_run(lab, run_id)
+    command = [sys.executable, "-m", "grokterm", "--lab", str(lab_dir), "resume", run_id]
+    racers = [subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE) for _ in range(2)]
+    codes = sorted(proc.wait(timeout=120) for proc in racers)
+    assert codes == [0, 2], [proc.stderr.read() for proc in racers]
+    wait_for_step(lab, run_id, 300)
+    # A worker started by hand on a run that trains leaves at once and changes nothing.
+    intruder = subprocess.run(
+        [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab_dir), run_id,
+         "--resume"],
+        env=ENV, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert intruder.returncode == 1
+    assert b"already being trained by another process" in intruder.stderr
+    assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
+    assert_complete_series(lab, run_id)
 
 
 # --- 5. storage faults -------------------------------------------------------------------------

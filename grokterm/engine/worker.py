@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import filelock
+
 from grokterm.config import Experiment
 from grokterm.engine.stopping import StopFlag, install_stop_handlers
 from grokterm.lab import Lab, LabError, MetricStream, write_json_atomic
@@ -260,17 +262,34 @@ def execute(
     stop: StopFlag | None = None,
     resume: bool = False,
 ):
-    """Train the run to its end; always leaves the run record in a final status."""
+    """Train the run to its end; always leaves the run record in a final status.
+
+    One process at a time trains a run: a second (two resumes at once, say) leaves at once
+    and touches nothing.
+    """
     if stop is None:
         stop = StopFlag()
         install_stop_handlers(stop)
+    lock = filelock.FileLock(lab.run_dir(run_id) / "run.lock", timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise UserError(f"run {run_id} is already being trained by another process") from None
+    try:
+        return _train(lab, run_id, on_event, on_beat, stop, resume)
+    finally:
+        lock.release()
+
+
+def _train(lab, run_id, on_event, on_beat, stop, resume):
     from grokterm.engine import loop
     from grokterm.engine.tasks import DataError
 
     try:
         experiment = load_run_experiment(lab, run_id)
     except Exception as exc:
-        lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
+        with suppress(LabError, OSError):
+            lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
         raise UserError(str(exc)) from None
     recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
     session = None

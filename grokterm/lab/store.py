@@ -13,7 +13,7 @@ import json
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -372,6 +372,25 @@ class Lab:
             runs = db.table("runs")
             if not runs.update(fields, _by_id(run_id)):
                 raise self._not_found(run_id)
+            return _plain(runs.get(_by_id(run_id)))
+
+    def update_run_if(
+        self, run_id: str, refusal: Callable[[dict[str, Any]], str | None], **fields: Any
+    ) -> dict[str, Any]:
+        """Update the run only if ``refusal(record)``, called under the lab's lock, returns
+        None; otherwise raise its text as a LabError. Two processes can never both pass."""
+        _check_run_fields(fields)
+        if not self.lablog_path.exists():
+            raise self._not_found(run_id)
+        with self._writing() as db:
+            runs = db.table("runs")
+            row = runs.get(_by_id(run_id))
+            if row is None:
+                raise self._not_found(run_id)
+            problem = refusal(_plain(row))
+            if problem:
+                raise LabError(problem)
+            runs.update(fields, _by_id(run_id))
             return _plain(runs.get(_by_id(run_id)))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
