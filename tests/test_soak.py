@@ -1,6 +1,6 @@
-"""Soak: three runs at once, two of them SIGKILLed at random steps and resumed, while two
-other processes write notes. Afterwards every run has finished with a complete series and
-the weights of an uninterrupted run, and every note is there.
+"""Soak: three runs at once, two of them SIGKILLed at random steps and resumed (one of them
+twice), while two other processes write notes. Afterwards every run has finished with a
+complete series and the weights of an uninterrupted run, and every note is there.
 
 The kill steps come from GROKTERM_SOAK_SEED when set (else from the clock); the seed is
 printed, so a failure can be replayed.
@@ -67,7 +67,10 @@ def test_soak_kills_resumes_and_concurrent_notes(tmp_path: Path):
             )
             for name in ("alpha", "beta")
         ]  # fmt: skip
-        victims = sorted((rng.randint(120, 1000), run_id) for run_id in runs[:2])
+        victims = sorted((rng.randint(120, 700), run_id) for run_id in runs[:2])
+        # The first victim dies twice: the second time after its own resume.
+        twice = victims[0][1]
+        victims.append((victims[0][0] + rng.randint(100, 300), twice))
         for kill_step, run_id in victims:
             wait_for_step(lab, run_id, kill_step)
             kill_run(lab, run_id)
