@@ -173,10 +173,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     from grokterm import launcher
+    from grokterm.presets import ConfigError
 
     lab = lab_from(args)
-    if not lab.exists:
-        raise UsageError(f"repair: no lab log at {lab.lablog_path}")
+    if not lab.exists and not launcher.unlisted_run_dirs(lab):
+        raise UsageError(f"repair: no lab at {lab.root} (neither a lab log nor run folders)")
     result = lab.repair()
     if result["repaired"]:
         print(
@@ -185,11 +186,16 @@ def cmd_repair(args: argparse.Namespace) -> int:
         )
         print("the corrupt version is kept in " + ", ".join(result["backups"]))
     else:
-        print(f"nothing to repair: {result['why']}")
-    if result.get("unlisted_run_dirs"):
+        print(f"lab log: nothing to repair ({result['why']})")
+    for run_id in launcher.unlisted_run_dirs(lab):
+        try:
+            record = launcher.reregister(lab, run_id)
+        except (ConfigError, LabError) as exc:
+            print(f"{run_id}: not put back: {exc}")
+            continue
         print(
-            "the restored log lacks the newest write; these run directories are not in it "
-            "(their files are untouched): " + ", ".join(result["unlisted_run_dirs"])
+            f"put back {run_id} from its folder: {record['status']} at step {record['step']}"
+            " (events re-derived from its metrics; notes on it were only in the log)"
         )
     settled = launcher.record_ended_runs(lab)
     if settled:
@@ -326,7 +332,12 @@ def build_parser() -> Parser:
 
     add("tui", cmd_tui, "open the terminal UI (the default with no command)")
 
-    add("repair", cmd_repair, "restore a corrupt lab log from its version before the last write")
+    add(
+        "repair",
+        cmd_repair,
+        "restore a corrupt lab log from its version before the last write, and put back "
+        "runs whose folders the log lacks",
+    )
 
     p = add("analyze", cmd_analyze, "re-run the phase detector on a stored run")
     p.add_argument("run", metavar="RUN")

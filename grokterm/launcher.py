@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +221,75 @@ def record_ended_runs(lab: Lab) -> list[str]:
             )
             settled.append(record["id"])
     return settled
+
+
+def unlisted_run_dirs(lab: Lab) -> list[str]:
+    """Run directories with an experiment.toml that the lab log does not list."""
+    if not lab.runs_dir.is_dir():
+        return []
+    listed = {record["id"] for record in lab.list_runs()} if lab.exists else set()
+    return sorted(
+        path.name
+        for path in lab.runs_dir.iterdir()
+        if path.name not in listed and (path / "experiment.toml").is_file()
+    )
+
+
+def reregister(lab: Lab, run_id: str) -> dict[str, Any]:
+    """Rebuild a lost run record from the run's own files: its config from experiment.toml,
+    its state from status.json, its events and phase marks by replaying the detector over
+    metrics.jsonl. Notes on it cannot come back: they lived only in the lab log."""
+    from grokterm.lab.stream import read_records
+    from grokterm.phases import replay
+    from grokterm.presets import build_experiment, read_toml
+
+    run_dir = lab.run_dir(run_id)
+    experiment = build_experiment(read_toml(run_dir / "experiment.toml"), origin=run_id)
+    status = read_status(lab, run_id)
+    records = read_records(run_dir / "metrics.jsonl")
+    last = records[-1]["step"] if records else 0
+    if status.get("pid") and status_pid_alive(status):
+        state = "running"
+    elif status.get("status") in FINAL_STATUSES:
+        state = status["status"]
+    else:
+        state = "crashed"
+    detector, events = replay(
+        records, experiment.detector, final_step=last if state == "finished" else None
+    )
+    name, _, number = run_id.rpartition("-")
+    last_probe = next((r for r in reversed(records) if "test_acc" in r), {})
+    summary = {
+        **detector.summary(),
+        **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
+    }
+    record = {
+        "id": run_id,
+        "seq": int(number) if number.isdigit() else 0,
+        "name": experiment.name or name,
+        "preset": None,
+        "config": experiment.model_dump(mode="json"),
+        "tags": list(experiment.tags),
+        "status": state,
+        "created": _modified_iso(run_dir / "experiment.toml"),
+        "started": None,
+        "ended": _modified_iso(run_dir / "status.json") if state in FINAL_STATUSES else None,
+        "step": int(status.get("step", last)),
+        "summary": summary,
+        "reason": status.get("reason") or (VANISHED if state == "crashed" else None),
+        "restored": True,
+    }
+    lab.restore_run(record)
+    lab.add_events(run_id, events)
+    return record
+
+
+def _modified_iso(path: Path) -> str | None:
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return None
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")
 
 
 def wait_until_done(lab: Lab, run_id: str, timeout: float) -> dict[str, Any]:

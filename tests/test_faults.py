@@ -229,12 +229,41 @@ def test_a_corrupt_lab_log_is_refused_kept_and_repaired(lab_dir: Path, damage):
     assert_lab_readable(lab_dir)
 
 
+def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
+    lab = Lab(lab_dir)
+    finished = start_detached(lab_dir, "--set", "schedule.steps=200")
+    assert wait_until_done(lab, finished)["status"] == "finished"
+    killed = start_detached(lab_dir)
+    wait_for_step(lab, killed, 300)
+    kill_run(lab, killed)
+    before = {e["kind"] for e in lab.events(finished)}
+    for path in lab_dir.glob("lablog.json*"):
+        path.unlink()  # the log and its previous version: all gone
+    assert json.loads(grokterm(lab_dir, "ls", "--json").stdout) == []
+
+    result = grokterm(lab_dir, "repair")
+    assert result.returncode == 0, result.stderr
+    assert f"put back {finished} from its folder: finished at step 200".encode() in result.stdout
+    assert f"put back {killed} from its folder: crashed".encode() in result.stdout
+    assert {e["kind"] for e in lab.events(finished)} == before  # re-derived by the detector
+    assert "t2" in {e["kind"] for e in lab.events(killed)}
+    assert lab.get_run(finished)["config"]["schedule"]["steps"] == 200
+    assert grokterm(lab_dir, "resume", killed).returncode == 0
+    assert wait_until_done(lab, killed)["status"] == "finished", run_log_text(lab, killed)
+    assert_complete_series(lab, killed)
+    kinds = [event["kind"] for event in lab.events(killed)]
+    assert len(kinds) == len(set(kinds)), kinds
+    newest = start_detached(lab_dir, "--set", "schedule.steps=20")
+    assert newest not in (finished, killed)
+    assert_lab_readable(lab_dir)
+
+
 def test_repair_of_a_healthy_lab_log_changes_nothing(tmp_path: Path):
     lab = Lab(tmp_path / "lab")
     lab.add_note("fine")
     before = lab_bytes(lab.root)
     result = grokterm(lab.root, "repair")
-    assert result.returncode == 0 and b"nothing to repair" in result.stdout
+    assert result.returncode == 0 and b"nothing to repair" in result.stdout, result
     assert lab_bytes(lab.root) == before
 
 

@@ -374,6 +374,17 @@ class Lab:
                 raise self._not_found(run_id)
             return _plain(runs.get(_by_id(run_id)))
 
+    def restore_run(self, record: dict[str, Any]) -> None:
+        """Put back the record of a run whose directory outlived its entry in the log."""
+        if self.run_dir(record["id"]) != self.runs_dir / record["id"]:
+            raise LabError(f"'{record['id']}' is not a valid run id")
+        _check_run_fields({k: v for k, v in record.items() if k not in _FROZEN_RUN_FIELDS})
+        with self._writing() as db:
+            runs = db.table("runs")
+            if runs.contains(_by_id(record["id"])):
+                raise LabError(f"run {record['id']} is already in the lab log")
+            runs.insert(record)
+
     def update_run_if(
         self, run_id: str, refusal: Callable[[dict[str, Any]], str | None], **fields: Any
     ) -> dict[str, Any]:
@@ -500,9 +511,10 @@ class Lab:
         """Put back the version of a corrupt lab log from before its last write.
 
         The corrupt bytes stay in a ``lablog.json.corrupt-*`` copy. Returns what was done:
-        ``repaired`` (False when the log reads fine), the restored counts, and run
-        directories that the restored log does not list (their files are untouched).
+        ``repaired`` (False when the log reads fine or is missing) and the restored counts.
         """
+        if not self.lablog_path.exists():
+            return {"repaired": False, "why": f"there is no {self.lablog_path} to repair"}
         with self._locked():
             try:
                 AtomicJSONStorage(self.lablog_path).read()
@@ -521,15 +533,12 @@ class Lab:
                     f"cannot repair: {problem}; and no good earlier version ({previous}: {exc})"
                 ) from None
             write_bytes_atomic(self.lablog_path, raw)
-        listed = {row["id"] for row in tables.get("runs", {}).values()}
-        on_disk = {p.name for p in self.runs_dir.iterdir()} if self.runs_dir.is_dir() else set()
         return {
             "repaired": True,
             "from": str(previous),
             "runs": len(tables.get("runs", {})),
             "notes": len(tables.get("notes", {})),
             "events": len(tables.get("events", {})),
-            "unlisted_run_dirs": sorted(on_disk - listed),
             "backups": [str(p) for p in sorted(self.root.glob("lablog.json.corrupt-*"))],
         }
 
