@@ -195,8 +195,11 @@ def cmd_repair(args: argparse.Namespace) -> int:
             continue
         print(
             f"put back {run_id} from its folder: {record['status']} at step {record['step']}"
-            " (events re-derived from its metrics; notes on it were only in the log)"
+            " (events re-derived from its metrics)"
         )
+    recovered = lab.recover_notes()
+    if recovered:
+        print(f"put back {recovered} note(s) from {lab.notes_journal}")
     settled = launcher.record_ended_runs(lab)
     if settled:
         print("recorded the end of " + ", ".join(settled) + " from status.json")

@@ -238,7 +238,7 @@ def unlisted_run_dirs(lab: Lab) -> list[str]:
 def reregister(lab: Lab, run_id: str) -> dict[str, Any]:
     """Rebuild a lost run record from the run's own files: its config from experiment.toml,
     its state from status.json, its events and phase marks by replaying the detector over
-    metrics.jsonl. Notes on it cannot come back: they lived only in the lab log."""
+    metrics.jsonl. (Its notes come back from the notes journal: Lab.recover_notes.)"""
     from grokterm.lab.stream import read_records
     from grokterm.phases import replay
     from grokterm.presets import build_experiment, read_toml

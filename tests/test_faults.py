@@ -237,6 +237,8 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     wait_for_step(lab, killed, 300)
     kill_run(lab, killed)
     before = {e["kind"] for e in lab.events(finished)}
+    lab.add_note("wd 1 memorizes in 50 steps", run_id=finished, step=50)
+    lab.add_note("a lab-wide thought")
     for path in lab_dir.glob("lablog.json*"):
         path.unlink()  # the log and its previous version: all gone
     assert json.loads(grokterm(lab_dir, "ls", "--json").stdout) == []
@@ -248,6 +250,13 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     assert {e["kind"] for e in lab.events(finished)} == before  # re-derived by the detector
     assert "t2" in {e["kind"] for e in lab.events(killed)}
     assert lab.get_run(finished)["config"]["schedule"]["steps"] == 200
+    assert b"put back 2 note(s)" in result.stdout
+    assert [(n["run"], n["step"], n["text"]) for n in lab.notes()] == [
+        (finished, 50, "wd 1 memorizes in 50 steps"),
+        (None, None, "a lab-wide thought"),
+    ]
+    again = grokterm(lab_dir, "repair")  # idempotent: nothing twice
+    assert b"put back" not in again.stdout and len(lab.notes()) == 2
     assert grokterm(lab_dir, "resume", killed).returncode == 0
     assert wait_until_done(lab, killed)["status"] == "finished", run_log_text(lab, killed)
     assert_complete_series(lab, killed)

@@ -271,6 +271,7 @@ class Lab:
         self.runs_dir = self.root / "runs"
         self.lablog_path = self.root / "lablog.json"
         self._lock_path = self.root / "lablog.lock"
+        self.notes_journal = self.root / "notes.jsonl"
 
     def __repr__(self) -> str:
         return f"Lab({str(self.root)!r})"
@@ -461,7 +462,43 @@ class Lab:
             note_id = 1 + max((row.doc_id for row in notes.all()), default=0)
             note = {"id": note_id, "run": run_id, "step": step, "text": text, "time": now_iso()}
             notes.insert(Document(note, doc_id=note_id))
+            self._journal_note(note)
         return note
+
+    def _journal_note(self, note: dict[str, Any]) -> None:
+        # A second, append-only copy of every note, so that notes outlive even the loss of
+        # the lab log (`grokterm repair` reads it back). Best effort: the note is stored.
+        with suppress(OSError), open(self.notes_journal, "ab") as journal:
+            journal.write(encode_json(note) + b"\n")
+            journal.flush()
+            os.fsync(journal.fileno())
+
+    def recover_notes(self) -> int:
+        """Put back journalled notes that the lab log lacks; returns how many."""
+        try:
+            lines = self.notes_journal.read_bytes().splitlines()
+        except FileNotFoundError:
+            return 0
+        journalled = []
+        for line in lines:
+            with suppress(ValueError):
+                note = json.loads(line)
+                if isinstance(note, dict) and isinstance(note.get("text"), str):
+                    journalled.append(note)
+        with self._writing() as db:
+            notes = db.table("notes")
+            known = {_note_key(row) for row in notes.all()}
+            runs = {row["id"] for row in db.table("runs").all()}
+            next_id = 1 + max((row.doc_id for row in notes.all()), default=0)
+            restored = 0
+            for note in journalled:
+                if _note_key(note) in known or (note.get("run") and note["run"] not in runs):
+                    continue
+                known.add(_note_key(note))
+                notes.insert(Document({**note, "id": next_id}, doc_id=next_id))
+                next_id += 1
+                restored += 1
+        return restored
 
     def notes(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Notes in time order: all of them, or those of one run."""
@@ -541,6 +578,10 @@ class Lab:
             "events": len(tables.get("events", {})),
             "backups": [str(p) for p in sorted(self.root.glob("lablog.json.corrupt-*"))],
         }
+
+
+def _note_key(note: dict[str, Any]) -> tuple:
+    return (note.get("run"), note.get("step"), note.get("text"), note.get("time"))
 
 
 def _check_run_fields(fields: dict[str, Any]) -> None:
