@@ -221,10 +221,11 @@ def test_a_corrupt_lab_log_is_refused_kept_and_repaired(lab_dir: Path, damage):
     repaired = grokterm(lab_dir, "repair")
     assert repaired.returncode == 0, repaired.stderr
     assert b"restored" in repaired.stdout
-    # The version before the last write: the note is the last write, so it is gone, and
-    # the run is there, finished.
+    # The version before the last write has the finished run; the note, the last write,
+    # comes back from the notes journal.
     runs = json.loads(grokterm(lab_dir, "ls", "--json").stdout)
     assert [(r["id"], r["status"]) for r in runs] == [("modadd-mlp-1", "finished")]
+    assert [n["text"] for n in Lab(lab_dir).notes()] == ["kept"]
     assert grokterm(lab_dir, "note", "1", "after repair").returncode == 0
     assert_lab_readable(lab_dir)
 
