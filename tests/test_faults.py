@@ -20,6 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import filelock
 import pytest
 import torch
 from faultkit import (
@@ -298,7 +299,8 @@ def test_a_lab_log_corrupted_under_a_run_costs_no_work(lab_dir: Path):
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir)
     wait_for_step(lab, run_id, 300)
-    (lab_dir / "lablog.json").write_bytes(lab_bytes(lab_dir)[:-20])
+    with filelock.FileLock(lab_dir / "lablog.lock"):  # not between the run's read and write
+        (lab_dir / "lablog.json").write_bytes(lab_bytes(lab_dir)[:-20])
     pid = launcher.read_status(lab, run_id)["pid"]
     wait_for(lambda: not launcher.pid_alive(pid), "the run to end")
     status = launcher.read_status(lab, run_id)
