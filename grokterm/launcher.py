@@ -22,6 +22,9 @@ from grokterm.lab import Lab, LabError
 from grokterm.presets import experiment_to_toml
 
 VANISHED = "its process ended without a final status (killed? out of memory?); resume it"
+# A live run beats every second; a slow probe may skip some beats, a minute of silence
+# means it is suspended or hung, which the views say (it stays 'running').
+SILENT_AFTER_SECONDS = 60.0
 FINAL_STATUSES = ("finished", "stopped", "crashed", "diverged")
 
 
@@ -124,6 +127,12 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
         # Only a process of this host can be checked; a run on another host that shares the
         # lab (over NFS, say) shows what its status file says.
         same_host = status.get("host") in (None, socket.gethostname())
+        silent = time.time() - float(status.get("heartbeat") or time.time())
+        if silent > SILENT_AFTER_SECONDS and status.get("status") == "running":
+            view["reason"] = (
+                f"no heartbeat for {silent:,.0f} s: its process lives but is not training "
+                "(suspended with ctrl+z? hung on a disk or GPU?)"
+            )
         if same_host and not status_pid_alive(status):
             if status.get("status") in FINAL_STATUSES:
                 # It ended, but could not say so in the lab log (a full disk, say).

@@ -18,6 +18,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import filelock
@@ -105,6 +106,27 @@ def test_a_new_process_with_a_dead_runs_pid_does_not_keep_it_running(tmp_path: P
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_live_but_silent_run_stays_running_and_says_so(tmp_path: Path):
+    """A run suspended with ctrl+z or hung on I/O: its process lives, its heartbeat stops."""
+    lab = Lab(tmp_path / "lab")
+    record = lab.create_run("r", None, {}, [])
+    lab.update_run(record["id"], status="running")
+    suspended = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        status = {"status": "running", "pid": suspended.pid, "host": None, "step": 7,
+                  "pid_started": launcher.process_start_ticks(suspended.pid)}  # fmt: skip
+        path = lab.run_dir(record["id"]) / "status.json"
+        write_json_atomic(path, {**status, "heartbeat": time.time()})
+        assert launcher.live_view(lab, lab.get_run(record["id"]))["reason"] is None
+        write_json_atomic(path, {**status, "heartbeat": time.time() - 600})
+        view = launcher.live_view(lab, lab.get_run(record["id"]))
+        assert view["status"] == "running"
+        assert view["reason"].startswith("no heartbeat for 600 s")
+    finally:
+        suspended.kill()
+        suspended.wait()
 
 
 # --- 2. resume from damaged state --------------------------------------------------------------
