@@ -186,6 +186,7 @@ def stop(lab: Lab, run_id: str) -> None:
     # reads as stopped, not crashed.
     lab.update_run(run_id, stop_requested=True)
     os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGCONT)  # a suspended run (ctrl+z) would hold the SIGTERM for ever
 
 
 RESUMABLE = ("stopped", "crashed")

@@ -613,3 +613,13 @@ def test_stop_ends_a_run_within_seconds_even_mid_probe(lab_dir: Path):
     step = view["step"]
     assert (lab.run_dir(run_id) / "checkpoints" / f"step-{step:09d}.pt").is_file()
     assert steps_of(lab, run_id)[-1] == step
+
+
+def test_stop_reaches_a_suspended_run(lab_dir: Path):
+    lab = Lab(lab_dir)
+    run_id = start_detached(lab_dir, *LONG)
+    wait_for_step(lab, run_id, 100)
+    os.kill(launcher.read_status(lab, run_id)["pid"], signal.SIGSTOP)  # as ctrl+z would
+    assert grokterm(lab_dir, "stop", run_id).returncode == 0
+    view = launcher.wait_until_done(lab, run_id, timeout=60)
+    assert view["status"] == "stopped", view
