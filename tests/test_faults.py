@@ -601,8 +601,8 @@ def test_many_cli_writers_at_once_lose_nothing(small_lab: Path):
     assert written <= {note["text"] for note in Lab(small_lab).notes()}
 
 
-def test_stop_ends_a_run_within_seconds_even_mid_probe(lab_dir: Path):
-    """SIGTERM is honoured at the next step; the deadline here is generous, not a timing."""
+def test_sigterm_ends_a_run_with_a_checkpoint_at_its_last_step(lab_dir: Path):
+    """SIGTERM is honoured at the next step (the 60 s wait is a deadline, not a timing)."""
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir, *LONG)
     wait_for_step(lab, run_id, 100)
