@@ -104,11 +104,11 @@ def pid_alive(pid: int | None, started: int | None = None) -> bool:
         return False
     except PermissionError:
         pass
-    if _proc_stat(pid)[:1] == ["Z"]:  # dead, waiting for a parent (or init) to reap it
+    fields = _proc_stat(pid)
+    if fields[:1] == ["Z"]:  # dead, waiting for a parent (or init) to reap it
         return False
-    if started is not None:
-        now = process_start_ticks(pid)
-        return now is None or now == started
+    if started is not None and len(fields) > 19:
+        return fields[19] == str(started)  # field 22 of proc(5): its start time
     return True
 
 
@@ -178,7 +178,7 @@ def stop(lab: Lab, run_id: str) -> None:
     record = lab.get_run(run_id)
     status = read_status(lab, run_id)
     pid = status.get("pid") or record.get("pid")
-    alive = status_pid_alive(status) if status.get("pid") else pid_alive(pid)
+    alive = pid_alive(pid, status.get("pid_started"))
     if record["status"] not in ("queued", "running") or not alive:
         status_now = live_view(lab, record)["status"]
         raise LabError(f"run {run_id} is not running (status {status_now})")

@@ -89,44 +89,35 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
     assert lab.get_run(run_id)["status"] == "crashed"  # the export recorded it
 
 
-def test_a_new_process_with_a_dead_runs_pid_does_not_keep_it_running(tmp_path: Path):
+def running_record(tmp_path: Path) -> tuple[Lab, str, Path]:
+    """A lab with one run recorded as running; returns its status.json path to write."""
     lab = Lab(tmp_path / "lab")
-    record = lab.create_run("r", None, {}, [])
-    lab.update_run(record["id"], status="running")
-    stranger = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        started = launcher.process_start_ticks(stranger.pid)
-        assert started is not None
-        status = {"status": "running", "pid": stranger.pid, "host": None, "heartbeat": 0.0}
-        for pid_started, expected in ((started, "running"), (started - 1, "crashed")):
-            write_json_atomic(
-                lab.run_dir(record["id"]) / "status.json", {**status, "pid_started": pid_started}
-            )
-            assert launcher.live_view(lab, lab.get_run(record["id"]))["status"] == expected
-    finally:
-        stranger.kill()
-        stranger.wait()
+    run_id = lab.create_run("r", None, {}, [])["id"]
+    lab.update_run(run_id, status="running")
+    return lab, run_id, lab.run_dir(run_id) / "status.json"
 
 
-def test_a_live_but_silent_run_stays_running_and_says_so(tmp_path: Path):
+def test_a_new_process_with_a_dead_runs_pid_does_not_keep_it_running(tmp_path, idle_process):
+    lab, run_id, path = running_record(tmp_path)
+    started = launcher.process_start_ticks(idle_process.pid)
+    assert started is not None
+    status = {"status": "running", "pid": idle_process.pid, "host": None, "heartbeat": 0.0}
+    for pid_started, expected in ((started, "running"), (started - 1, "crashed")):
+        write_json_atomic(path, {**status, "pid_started": pid_started})
+        assert launcher.live_view(lab, lab.get_run(run_id))["status"] == expected
+
+
+def test_a_live_but_silent_run_stays_running_and_says_so(tmp_path, idle_process):
     """A run suspended with ctrl+z or hung on I/O: its process lives, its heartbeat stops."""
-    lab = Lab(tmp_path / "lab")
-    record = lab.create_run("r", None, {}, [])
-    lab.update_run(record["id"], status="running")
-    suspended = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        status = {"status": "running", "pid": suspended.pid, "host": None, "step": 7,
-                  "pid_started": launcher.process_start_ticks(suspended.pid)}  # fmt: skip
-        path = lab.run_dir(record["id"]) / "status.json"
-        write_json_atomic(path, {**status, "heartbeat": time.time()})
-        assert launcher.live_view(lab, lab.get_run(record["id"]))["reason"] is None
-        write_json_atomic(path, {**status, "heartbeat": time.time() - 600})
-        view = launcher.live_view(lab, lab.get_run(record["id"]))
-        assert view["status"] == "running"
-        assert view["reason"].startswith("no heartbeat for 600 s")
-    finally:
-        suspended.kill()
-        suspended.wait()
+    lab, run_id, path = running_record(tmp_path)
+    status = {"status": "running", "pid": idle_process.pid, "host": None, "step": 7,
+              "pid_started": launcher.process_start_ticks(idle_process.pid)}  # fmt: skip
+    write_json_atomic(path, {**status, "heartbeat": time.time()})
+    assert launcher.live_view(lab, lab.get_run(run_id))["reason"] is None
+    write_json_atomic(path, {**status, "heartbeat": time.time() - 600})
+    view = launcher.live_view(lab, lab.get_run(run_id))
+    assert view["status"] == "running"
+    assert view["reason"].startswith("no heartbeat for 600 s")
 
 
 # --- 2. resume from damaged state --------------------------------------------------------------
