@@ -120,7 +120,15 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
     """The run record merged with its status.json; a silent, vanished process is 'crashed'."""
     view = dict(record)
     status = read_status(lab, record["id"])
-    if record["status"] in ("queued", "running") and status:
+    if record["status"] in ("queued", "running") and status.get("status") in FINAL_STATUSES:
+        # The worker writes its end to status.json first, then to the lab log (which a
+        # full disk may prevent): until the lab log catches up, status.json is the truth.
+        view["status"] = status["status"]
+        view["reason"] = status.get("reason") or None
+        view["step"] = status.get("step", view.get("step", 0))
+        view["ended"] = status.get("ended") or view.get("ended")
+        view["summary"] = status.get("summary") or view.get("summary") or {}
+    elif record["status"] in ("queued", "running") and status:
         view["step"] = status.get("step", view.get("step", 0))
         view["latest"] = status.get("latest", {})
         view["heartbeat"] = status.get("heartbeat")
@@ -134,13 +142,8 @@ def live_view(lab: Lab, record: dict[str, Any]) -> dict[str, Any]:
                 "(suspended with ctrl+z? hung on a disk or GPU?)"
             )
         if same_host and not status_pid_alive(status):
-            if status.get("status") in FINAL_STATUSES:
-                # It ended, but could not say so in the lab log (a full disk, say).
-                view["status"] = status["status"]
-                view["reason"] = status.get("reason") or None
-            else:
-                view["status"] = "crashed"
-                view["reason"] = VANISHED
+            view["status"] = "crashed"
+            view["reason"] = VANISHED
     elif record["status"] == "queued" and record.get("pid") and not pid_alive(record["pid"]):
         if record.get("stop_requested"):
             view["status"], view["reason"] = "stopped", "stopped before training started"
@@ -196,6 +199,22 @@ def has_checkpoint(lab: Lab, run_id: str) -> bool:
     return any((lab.run_dir(run_id) / "checkpoints").glob("step-*.pt"))
 
 
+def wait_for_previous_process(lab: Lab, run_id: str, timeout: float = 30.0) -> None:
+    """A run records its end, then releases its run lock and exits: a resume in that
+    moment would start a worker that finds the lock still held. Wait for the exit."""
+    status = read_status(lab, run_id)
+    if status.get("status") not in FINAL_STATUSES or status.get("host") != socket.gethostname():
+        return
+    deadline = time.monotonic() + timeout
+    while status_pid_alive(status):
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"run {run_id} has ended but its process ({status.get('pid')}) has not exited "
+                f"after {timeout:.0f} s; resume it once it has"
+            )
+        time.sleep(0.05)
+
+
 def resume(lab: Lab, run_id: str) -> int:
     """Continue a stopped or crashed run from its last checkpoint in a new process (from
     step 0 if it ended before its first checkpoint). Two resumes at once: one wins."""
@@ -209,6 +228,7 @@ def resume(lab: Lab, run_id: str) -> int:
         (lab.run_dir(run_id) / "status.json").unlink(missing_ok=True)
         return None
 
+    wait_for_previous_process(lab, run_id)
     lab.update_run_if(run_id, refusal, status="queued", reason=None, stop_requested=False, pid=None)
     try:
         return start_detached(lab, run_id, resume=True)
@@ -227,7 +247,12 @@ def record_ended_runs(lab: Lab) -> list[str]:
         view = live_view(lab, record)
         if view["status"] in FINAL_STATUSES:
             lab.update_run(
-                record["id"], status=view["status"], step=view["step"], reason=view["reason"]
+                record["id"],
+                status=view["status"],
+                step=view["step"],
+                reason=view["reason"],
+                summary=view.get("summary") or {},
+                ended=view.get("ended"),
             )
             settled.append(record["id"])
     return settled
@@ -303,13 +328,17 @@ def _modified_iso(path: Path) -> str | None:
 
 
 def wait_until_done(lab: Lab, run_id: str, timeout: float) -> dict[str, Any]:
-    """Poll until the run leaves queued/running (for scripts and tests)."""
+    """Poll until the run has ended and its process has exited, so every file it writes
+    is complete (for scripts and tests); returns the view as it is at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         view = live_view(lab, lab.get_run(run_id))
-        if view["status"] not in ("queued", "running") or time.monotonic() > deadline:
+        ended = view["status"] not in ("queued", "running")
+        if ended and not status_pid_alive(read_status(lab, run_id)):
+            return live_view(lab, lab.get_run(run_id))
+        if time.monotonic() > deadline:
             return view
-        time.sleep(0.2)
+        time.sleep(0.1)
 
 
 def run_log(lab: Lab, run_id: str) -> Path:

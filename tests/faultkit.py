@@ -97,6 +97,16 @@ def wait_for_step(lab: Lab, run_id: str, step: int) -> dict[str, Any]:
     return wait_for(reached, f"{run_id} to reach step {step}")
 
 
+def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
+    """Wait for the run to reach ``step``, then suspend it (SIGSTOP, as ctrl+z does) so that
+    however fast the machine, it is still training when the test acts; returns its pid.
+    `grokterm stop` wakes it (SIGCONT), or send SIGCONT."""
+    status = wait_for_step(lab, run_id, step)
+    os.kill(status["pid"], signal.SIGSTOP)
+    assert launcher.read_status(lab, run_id)["status"] == "running", "it ended before the pause"
+    return status["pid"]
+
+
 def wait_until_done(lab: Lab, run_id: str) -> dict[str, Any]:
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view["status"] not in ("queued", "running"), run_log_text(lab, run_id)
@@ -213,7 +223,7 @@ class Terminal:
             self.closed = True
             os.close(self.fd)
 
-    def wait_exit(self, deadline: float = 30.0) -> int:
+    def wait_exit(self, deadline: float = DEADLINE) -> int:
         end = time.monotonic() + deadline
         while time.monotonic() < end:
             pid, status = os.waitpid(self.pid, os.WNOHANG)

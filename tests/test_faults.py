@@ -33,6 +33,7 @@ from faultkit import (
     kill_if_running,
     kill_run,
     one_line_error,
+    pause_at_step,
     run_log_text,
     start_detached,
     steps_of,
@@ -78,7 +79,7 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
         view = json.loads(grokterm(lab_dir, "ls", "--json").stdout)[0]
         return view if view["status"] == "crashed" else None
 
-    view = wait_for(crashed, "ls to say crashed", deadline=30)
+    view = wait_for(crashed, "ls to say crashed")
     assert view["step"] == last_beat >= 300
     assert view["reason"] == launcher.VANISHED
     shown = grokterm(lab_dir, "show", run_id).stdout.decode()
@@ -126,7 +127,7 @@ def test_a_live_but_silent_run_stays_running_and_says_so(tmp_path, idle_process)
 def stopped_run(lab_dir: Path, at_step: int = 450) -> tuple[Lab, str]:
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir)
-    wait_for_step(lab, run_id, at_step)
+    pause_at_step(lab, run_id, at_step)
     assert grokterm(lab_dir, "stop", run_id).returncode == 0
     assert wait_until_done(lab, run_id)["status"] == "stopped"
     return lab, run_id
@@ -190,13 +191,14 @@ def test_two_resumes_at_once_start_one_process(lab_dir: Path):
     racers = [subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE) for _ in range(2)]
     codes = sorted(proc.wait(timeout=120) for proc in racers)
     assert codes == [0, 2], [proc.stderr.read() for proc in racers]
-    wait_for_step(lab, run_id, 300)
+    trainer = pause_at_step(lab, run_id, 300)
     # A worker started by hand on a run that trains leaves at once and changes nothing.
     intruder = subprocess.run(
         [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab_dir), run_id,
          "--resume"],
         env=ENV, capture_output=True, timeout=120,
     )  # fmt: skip
+    os.kill(trainer, signal.SIGCONT)
     assert intruder.returncode == 1
     assert b"already being trained by another process" in intruder.stderr
     assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
@@ -249,7 +251,7 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     finished = start_detached(lab_dir, "--set", "schedule.steps=200")
     assert wait_until_done(lab, finished)["status"] == "finished"
     killed = start_detached(lab_dir)
-    wait_for_step(lab, killed, 300)
+    pause_at_step(lab, killed, 300)
     kill_run(lab, killed)
     before = {e["kind"] for e in lab.events(finished)}
     lab.add_note("wd 1 memorizes in 50 steps", run_id=finished, step=50)
@@ -279,6 +281,7 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     assert len(kinds) == len(set(kinds)), kinds
     newest = start_detached(lab_dir, "--set", "schedule.steps=20")
     assert newest not in (finished, killed)
+    assert wait_until_done(lab, newest)["status"] == "finished", run_log_text(lab, newest)
     assert_lab_readable(lab_dir)
 
 
@@ -395,8 +398,9 @@ def test_a_full_disk_ends_the_run_readably_and_resume_finishes(small_disk: Path)
     lab_dir = small_disk / "lab"
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir)
-    wait_for_step(lab, run_id, 150)
+    pid = pause_at_step(lab, run_id, 150)
     filler = fill(small_disk)
+    os.kill(pid, signal.SIGCONT)
     view = wait_until_done(lab, run_id)
     assert view["status"] == "crashed", view
     assert "no space left on the device" in view["reason"], view
@@ -599,7 +603,7 @@ def test_sigterm_ends_a_run_with_a_checkpoint_at_its_last_step(lab_dir: Path):
     wait_for_step(lab, run_id, 100)
     pid = launcher.read_status(lab, run_id)["pid"]
     os.kill(pid, signal.SIGTERM)
-    view = launcher.wait_until_done(lab, run_id, timeout=60)
+    view = wait_until_done(lab, run_id)
     assert view["status"] == "stopped" and "SIGTERM" in view["reason"], view
     step = view["step"]
     assert (lab.run_dir(run_id) / "checkpoints" / f"step-{step:09d}.pt").is_file()
@@ -612,5 +616,5 @@ def test_stop_reaches_a_suspended_run(lab_dir: Path):
     wait_for_step(lab, run_id, 100)
     os.kill(launcher.read_status(lab, run_id)["pid"], signal.SIGSTOP)  # as ctrl+z would
     assert grokterm(lab_dir, "stop", run_id).returncode == 0
-    view = launcher.wait_until_done(lab, run_id, timeout=60)
+    view = wait_until_done(lab, run_id)
     assert view["status"] == "stopped", view

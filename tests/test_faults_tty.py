@@ -7,6 +7,7 @@ two TUIs and several CLIs on one lab at once must lose nothing and crash nothing
 from __future__ import annotations
 
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -74,12 +75,14 @@ def test_a_run_launched_from_the_tui_outlives_it(lab_dir: Path, tty_env, how: st
         run_id = launch_from_the_form(term, lab)
         pid = launcher.read_status(lab, run_id)["pid"]
         assert os.getsid(pid) != os.getsid(term.pid), "the run shares the TUI's session"
+        os.kill(pid, signal.SIGSTOP)  # however fast the machine, it cannot end meanwhile
         if how == "hang-up":
             term.hang_up()  # the kernel sends SIGHUP to the TUI, as when SSH drops
             term.wait_exit()
         else:
             term.kill()
         assert launcher.pid_alive(pid)
+        os.kill(pid, signal.SIGCONT)
         view = wait_until_done(lab, run_id)
     finally:
         term.kill()
@@ -135,6 +138,7 @@ def test_two_tuis_and_several_clis_on_one_lab(lab_dir: Path, tty_env):
         assert "from the second TUI" in texts
         for term in (first, second):
             term.press("\x1b")  # back to the runs screen, then quit
+            term.wait_for_text("sorted by")  # or a slow TUI reads escape and q as alt+q
             term.press("q")
             assert os.waitstatus_to_exitcode(term.wait_exit()) == 0, term.text()
     finally:

@@ -33,11 +33,19 @@ def grokterm(lab: Path, *args: str, check: bool = True) -> subprocess.CompletedP
     )
 
 
-def wait_for_step(lab: Lab, run_id: str, step: int, deadline: float = 120) -> None:
-    end = time.monotonic() + deadline
+DEADLINE = 300.0  # for a stuck run only: CI runs this beside the rest of the suite
+
+
+def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
+    """Suspend the run (SIGSTOP) once it reaches ``step``: however fast the machine, it is
+    still training when the test stops or kills it. Returns its pid."""
+    end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
-        if launcher.read_status(lab, run_id).get("step", 0) >= step:
-            return
+        status = launcher.read_status(lab, run_id)
+        if status.get("step", 0) >= step:
+            os.kill(status["pid"], signal.SIGSTOP)
+            assert launcher.read_status(lab, run_id)["status"] == "running", "it ended"
+            return status["pid"]
         time.sleep(0.1)
     raise AssertionError(f"{run_id} did not reach step {step}")
 
@@ -72,15 +80,15 @@ def assert_same(weights: dict, reference: dict) -> None:
 def test_stopped_run_resumes_bit_identically(tmp_path, reference):
     lab = Lab(tmp_path)
     run_id = start_detached(tmp_path)
-    wait_for_step(lab, run_id, 450)
-    grokterm(tmp_path, "stop", run_id)
-    view = launcher.wait_until_done(lab, run_id, timeout=60)
+    pause_at_step(lab, run_id, 450)
+    grokterm(tmp_path, "stop", run_id)  # stop wakes it (SIGCONT) to checkpoint and end
+    view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view["status"] == "stopped"
     stopped_at = view["step"]
     assert 450 <= stopped_at < 1500
 
     assert "resuming" in grokterm(tmp_path, "resume", run_id).stdout
-    view = launcher.wait_until_done(lab, run_id, timeout=180)
+    view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view["status"] == "finished", view
     assert_complete_series(lab, run_id)
     assert_same(final_weights(lab, run_id), reference)
@@ -89,18 +97,17 @@ def test_stopped_run_resumes_bit_identically(tmp_path, reference):
 
 
 def test_killed_run_shows_crashed_then_resumes_bit_identically(tmp_path, reference, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the resumed process inherits this one's env
     lab = Lab(tmp_path)
     run_id = start_detached(tmp_path)
-    wait_for_step(lab, run_id, 350)
-    pid = launcher.read_status(lab, run_id)["pid"]
+    pid = pause_at_step(lab, run_id, 350)
     os.kill(pid, signal.SIGKILL)
-    time.sleep(3)
-    view = launcher.live_view(lab, lab.get_run(run_id))
+    view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view["status"] == "crashed"
     assert view["step"] >= 350
 
     launcher.resume(lab, run_id)
-    view = launcher.wait_until_done(lab, run_id, timeout=180)
+    view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view["status"] == "finished", view
     assert_complete_series(lab, run_id)
     assert_same(final_weights(lab, run_id), reference)

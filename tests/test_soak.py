@@ -25,8 +25,8 @@ from faultkit import (
     grokterm,
     kill_if_running,
     kill_run,
+    pause_at_step,
     start_detached,
-    wait_for_step,
     wait_until_done,
 )
 
@@ -72,7 +72,7 @@ def test_soak_kills_resumes_and_concurrent_notes(tmp_path: Path):
         twice = victims[0][1]
         victims.append((victims[0][0] + rng.randint(100, 300), twice))
         for kill_step, run_id in victims:
-            wait_for_step(lab, run_id, kill_step)
+            pause_at_step(lab, run_id, kill_step)  # so it cannot finish before the kill
             kill_run(lab, run_id)
             resumed = grokterm(lab_dir, "resume", run_id)
             assert resumed.returncode == 0, resumed.stderr

@@ -38,14 +38,15 @@ SIZE = (120, 40)
 SHORT_RUN = ["task.p=23", "schedule.steps=300", "schedule.eval_every=20"]
 LONG_RUN = ["task.p=23", "schedule.steps=1000000", "schedule.eval_every=50",
             "schedule.checkpoint_every=0"]
-RUN_DEADLINE = 90.0  # a real run: torch import + training on a possibly busy machine
+RUN_DEADLINE = 300.0  # a real run: torch import + training; a limit for a stuck run only
 
 
 # --- helpers -------------------------------------------------------------------------------
 
 
-async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = 10.0):
-    """Let the app run until condition() is true (polling, never a timing assertion)."""
+async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = 60.0):
+    """Let the app run until condition() is true (polling, never a timing assertion); the
+    deadline is for a stuck app only."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -100,6 +101,23 @@ def notices(messages: list, severity: str | None = None) -> list[str]:
         for m in messages
         if isinstance(m, Notify) and severity in (None, m.notification.severity)
     ]
+
+
+async def typing_into(pilot, dialog: type) -> None:
+    """Wait until ``dialog`` is up and its input has the focus: keys sent sooner would go
+    to the screen below."""
+    app = pilot.app
+    await wait_for(
+        pilot,
+        lambda: isinstance(app.screen, dialog) and isinstance(app.focused, Input),
+        f"{dialog.__name__} to take keys",
+    )
+
+
+def help_text(app) -> str:
+    if not isinstance(app.screen, HelpScreen):
+        return ""
+    return " ".join(text_of(s) for s in app.screen.query(Static))
 
 
 def charts(app) -> dict[str, MetricChart]:
@@ -337,7 +355,7 @@ async def test_reopening_a_monitor_still_draws_its_charts(tmp_path):
             await open_monitor(pilot, run_id)
             accuracy = charts(app)["chart-accuracy"]
             has_data = lambda chart=accuracy: chart.curves  # noqa: E731
-            await wait_for(pilot, has_data, f"chart data in the {attempt} monitor", timeout=5)
+            await wait_for(pilot, has_data, f"chart data in the {attempt} monitor")
             await pilot.press("escape")
             await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
 
@@ -389,16 +407,16 @@ async def test_note_prompt_stores_a_note_at_the_current_step(tui_lab):
         before = lab.notes(run_id)
 
         await pilot.press("a")  # escape cancels without a note
-        await wait_for(pilot, lambda: isinstance(app.screen, Prompt), "the note prompt")
+        await typing_into(pilot, Prompt)
         await pilot.press(*"not this one", "escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
 
         await pilot.press("a")
-        await wait_for(pilot, lambda: isinstance(app.screen, Prompt), "the note prompt")
+        await typing_into(pilot, Prompt)
         assert "step 6000" in app.screen.title_text
         await pilot.press(*"slingshot near 5k?", "enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
-        await settle(pilot)
+        await wait_for(pilot, lambda: len(lab.notes(run_id)) > len(before), "the note written")
         added = [note for note in lab.notes(run_id) if note not in before]
         assert [(n["text"], n["step"], n["run"]) for n in added] == [
             ("slingshot near 5k?", 6000, run_id)
@@ -438,8 +456,8 @@ async def test_help_lists_the_keys_of_each_screen_and_escape_returns(tui_lab):
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 5)
         await pilot.press("question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
-        text = " ".join(text_of(s) for s in app.screen.query(Static))
+        await wait_for(pilot, lambda: "New run" in help_text(app), "the runs screen's help")
+        text = help_text(app)
         for expected in ("New run", "Mark", "Compare marked", "Filter", "Sort", "Help", "ctrl+p"):
             assert expected in text, expected
         await pilot.press("escape")
@@ -447,8 +465,8 @@ async def test_help_lists_the_keys_of_each_screen_and_escape_returns(tui_lab):
 
         await open_monitor(pilot, ids["grok"])
         await pilot.press("question_mark")
-        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
-        text = " ".join(text_of(s) for s in app.screen.query(Static))
+        await wait_for(pilot, lambda: "Smoothing" in help_text(app), "the monitor's help")
+        text = help_text(app)
         for expected in ("Log/linear x", "Smoothing", "Other metric", "Note here", "Back"):
             assert expected in text, expected
         await pilot.press("escape")
@@ -558,12 +576,10 @@ async def test_a_run_started_here_and_killed_shows_crashed(tmp_path, quiet_torch
         pid = launcher.start_detached(lab, run_id)
         os.kill(pid, signal.SIGKILL)
         try:
+            await wait_for(pilot, lambda: process_state(pid) in ("Z", None), "the kill")
             await wait_for(
-                pilot, lambda: process_state(pid) in ("Z", None), "the kill", timeout=10
+                pilot, lambda: cells(app, run_id)["status"] == "crashed", "crashed in the table"
             )
-            await pilot.pause(1.5)  # a table refresh
-            await settle(pilot)
-            assert cells(app, run_id)["status"] == "crashed"
         finally:
             try:
                 os.waitpid(pid, os.WNOHANG)
@@ -602,7 +618,7 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
         row = cells(app, run_id)
         assert row["step"] == "300/300" and row["t2"] == str(events["t2"]["step"])
         assert row["outcome"] in ("grokking", "comprehension", "memorization")
-    view = launcher.wait_until_done(lab, run_id, timeout=30)
+    view = launcher.wait_until_done(lab, run_id, timeout=RUN_DEADLINE)
     assert view["status"] == "finished"
 
 
@@ -630,7 +646,7 @@ async def test_closing_the_app_leaves_a_detached_run_running(tmp_path, quiet_tor
         status = json.loads((lab.run_dir(run_id) / "status.json").read_text())
         assert status["status"] == "running" and status["pid"] == pid
         launcher.stop(lab, run_id)
-        view = launcher.wait_until_done(lab, run_id, timeout=60)
+        view = launcher.wait_until_done(lab, run_id, timeout=RUN_DEADLINE)
         assert view["status"] == "stopped"
     finally:
         if pid and process_state(pid) not in ("Z", None):
@@ -653,7 +669,7 @@ async def test_metric_picker_filters_and_charts_the_chosen_metric(tui_lab):
         extra = charts(app)["chart-extra"]
         await wait_for(pilot, lambda: extra.curves, "chart data")
         await pilot.press("M")
-        await wait_for(pilot, lambda: isinstance(app.screen, MetricPicker), "the picker")
+        await typing_into(pilot, MetricPicker)
         await pilot.press(*"alpha")
         await pilot.pause()
         await pilot.press("enter")
@@ -683,12 +699,18 @@ async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch
             "training",
             timeout=RUN_DEADLINE,
         )
+        # Paused (as ctrl+z would) so that a fast machine cannot finish before s: stop
+        # wakes it with SIGCONT.
+        os.kill(launcher.read_status(lab, run_id)["pid"], signal.SIGSTOP)
         await select(pilot, run_id)
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm), "the confirmation")
         await pilot.press("y")
+        await wait_for(pilot, lambda: cells(app, run_id)["status"] == "stopped", "stopped")
         await wait_for(
-            pilot, lambda: cells(app, run_id)["status"] == "stopped", "stopped", timeout=60
+            pilot,
+            lambda: not launcher.status_pid_alive(launcher.read_status(lab, run_id)),
+            "the stopped run's process to exit",
         )
         stopped_at = lab.get_run(run_id)["step"]
         assert 200 < stopped_at < 3000
@@ -701,3 +723,32 @@ async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch
         )
     steps = [r["step"] for r in read_records(lab.run_dir(run_id) / "metrics.jsonl")]
     assert steps == list(range(3001))
+
+
+# --- results of overlapping refreshes ------------------------------------------------------
+
+
+def test_freshness_applies_only_results_newer_than_the_last_shown():
+    from grokterm.tui.screens.base import Freshness
+
+    freshness = Freshness()
+    older, newer = freshness.ticket(), freshness.ticket()
+    assert freshness.is_newest(newer)
+    assert not freshness.is_newest(older)  # an older read that finished last
+    assert freshness.is_newest(freshness.ticket())
+
+
+async def test_a_preview_read_for_an_earlier_selection_does_not_overwrite(tui_lab):
+    """Thread workers cannot be cancelled: the preview read for the row selected before may
+    finish after the one for the row selected now. It must not replace it."""
+    from rich.text import Text
+
+    lab, ids = tui_lab
+    app = GrokApp(lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, 5)
+        await select(pilot, ids["grok"])
+        preview = app.screen.query_one("#preview-text", Static)
+        await wait_for(pilot, lambda: text_of(preview).startswith(ids["grok"]), "the preview")
+        app.screen.show_preview(Text("stale: the row selected before"), (ids["memo"], "x", 0))
+        assert text_of(preview).startswith(ids["grok"])

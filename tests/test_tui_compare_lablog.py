@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -65,6 +67,35 @@ async def settle(app: GrokApp, pilot, seconds: float = 0.3) -> None:
     await pilot.pause()
 
 
+async def wait_for(pilot, condition: Callable[[], object], what: str, timeout=60.0) -> None:
+    """Poll until condition() holds; the deadline is for a stuck app only."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.05)
+
+
+async def compare_loaded(pilot, runs: int = 2) -> CompareScreen:
+    """The compare screen is up and its first poll has landed: diff, phases and a curve per
+    run on every chart."""
+
+    def loaded() -> bool:
+        screen = pilot.app.screen
+        if not isinstance(screen, CompareScreen) or screen.comparison is None:
+            return False
+        charts = [screen.query_one(f"#cmp-{name}") for name in ("accuracy", "norm")]
+        return (
+            screen.query_one("#compare-phases", DataTable).row_count > 0
+            and all(len(chart.curves) == runs for chart in charts)
+            and bool(screen.query_one("#cmp-extra").curves)
+        )
+
+    await wait_for(pilot, loaded, "the compare screen's data")
+    await settle(pilot.app, pilot)
+    return pilot.app.screen
+
+
 def cell_text(value) -> str:
     return value.plain if isinstance(value, Text) else str(value)
 
@@ -83,9 +114,7 @@ async def test_compare_shows_both_runs_the_config_diff_and_phase_timings(two_run
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         app.open_compare([slow, fast])
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
+        screen = await compare_loaded(pilot)
         status = str(screen.query_one("#compare-status", Static).content)
         assert slow in status and fast in status
 
@@ -117,9 +146,7 @@ async def test_compare_keys(two_runs, tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
         app.open_compare([slow, fast])
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
+        screen = await compare_loaded(pilot)
         accuracy, extra = screen.query_one("#cmp-accuracy"), screen.query_one("#cmp-extra")
 
         await pilot.press("l")
@@ -153,21 +180,19 @@ async def test_compare_keys(two_runs, tmp_path):
         assert accuracy.display and not lu_train.display
 
         await pilot.press("question_mark")
-        await pilot.pause()
-        assert isinstance(app.screen, HelpScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), "help")
         await pilot.press("escape")
-        await pilot.pause()
+        await wait_for(pilot, lambda: app.screen is screen, "back to compare")
 
         await pilot.press("e")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), "the export prompt")
         assert isinstance(app.screen, Prompt)
         await pilot.press("escape")  # cancel the export
-        await pilot.pause()
-        assert app.screen is screen
+        await wait_for(pilot, lambda: app.screen is screen, "back to compare")
 
         await pilot.press("escape")
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
         await settle(app, pilot)
-        assert isinstance(app.screen, RunsScreen)
     assert not list(tmp_path.glob("*.md"))
 
 
@@ -175,15 +200,14 @@ async def test_compare_from_marked_runs_at_80x24(two_runs, tmp_path):
     lab_path, slow, fast = two_runs
     app = GrokApp(Lab(lab_path), export_dir=tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
-        await settle(app, pilot)
-        assert isinstance(app.screen, RunsScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
+        runs = app.screen
+        table = runs.query_one("#runs", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 2, "both runs in the table")
         await pilot.press("space", "down", "space")  # mark both runs
-        await pilot.pause()
-        assert app.screen.marked == {slow, fast}
+        await wait_for(pilot, lambda: runs.marked == {slow, fast}, "both runs marked")
         await pilot.press("c")
-        await settle(app, pilot)
-        screen = app.screen
-        assert isinstance(screen, CompareScreen)
+        screen = await compare_loaded(pilot)
         assert sorted(screen.run_ids) == sorted([slow, fast])
         assert screen.has_class("-narrow")
         charts = screen.query_one("#compare-charts")
@@ -225,10 +249,18 @@ def entry_rows(screen: LabLogScreen) -> list[str]:
 
 
 async def open_lab_log(app: GrokApp, pilot) -> LabLogScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
     await settle(app, pilot)
     await pilot.press("L")
+
+    def loaded() -> bool:
+        screen = app.screen
+        return isinstance(screen, LabLogScreen) and bool(screen.shown) and (
+            screen.query_one("#lablog", DataTable).row_count == len(screen.shown)
+        )
+
+    await wait_for(pilot, loaded, "the lab log's entries")
     await settle(app, pilot)
-    assert isinstance(app.screen, LabLogScreen)
     return app.screen
 
 
@@ -254,21 +286,19 @@ async def test_lab_log_lists_runs_notes_and_events_in_time_order(two_runs, tmp_p
         assert table.cursor_row == table.row_count - 1
 
         await pilot.press("slash")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), "the filter box")
         await pilot.press("t", "2")
+        await wait_for(pilot, lambda: screen.filter_text == "t2", "the filter")
         await settle(app, pilot)
-        assert screen.filter_text == "t2"
         shown = entry_rows(screen)
         assert 0 < len(shown) < len(keys)
         assert all("t2" in entry.haystack() for entry in screen.shown)
         await pilot.press("escape")  # clears and closes the filter, stays on the screen
-        await settle(app, pilot)
+        await wait_for(pilot, lambda: entry_rows(screen) == keys, "every entry again")
         assert app.screen is screen and screen.filter_text == ""
-        assert entry_rows(screen) == keys
 
         await pilot.press("escape")
-        await pilot.pause()
-        assert isinstance(app.screen, RunsScreen)
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
 
 
 async def test_lab_log_exports_the_runs_of_marked_entries(two_runs, tmp_path):
@@ -282,15 +312,16 @@ async def test_lab_log_exports_the_runs_of_marked_entries(two_runs, tmp_path):
             table.move_cursor(row=keys.index(key))
             await pilot.pause()
             await pilot.press("space")
-            await pilot.pause()
+            await wait_for(pilot, lambda key=key: key in screen.marked, f"{key} marked")
         assert screen.marked == {f"run:{slow}:created", f"run:{fast}:created"}
         assert screen.runs_to_export() == sorted([slow, fast])
         assert table.get_cell(f"run:{slow}:created", "mark") == "●"
 
         await pilot.press("e")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), "the export prompt")
         assert isinstance(app.screen, Prompt)
         await pilot.press("enter")  # accept the default path in export_dir
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.md")), "the export file")
         await settle(app, pilot)
         written = list(tmp_path.glob("*.md"))
         assert len(written) == 1, written
@@ -306,15 +337,21 @@ async def test_lab_log_adds_a_lab_note_and_opens_a_run(two_runs, tmp_path):
         screen = await open_lab_log(app, pilot)
         app.export_screenshot()  # renders at 80x24
         await pilot.press("n")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), "the note prompt")
         assert isinstance(app.screen, Prompt)
         app.screen.query_one(Input).value = "try wd 0.3 next"
         await pilot.press("enter")
-        await settle(app, pilot)
-        assert app.screen is screen
-        notes = [note for note in lab.notes() if note["text"] == "try wd 0.3 next"]
+
+        def written() -> list[dict]:
+            return [note for note in lab.notes() if note["text"] == "try wd 0.3 next"]
+
+        await wait_for(pilot, written, "the note written")
+        notes = written()
         assert len(notes) == 1 and notes[0]["run"] is None
-        entry = next(e for e in screen.shown if e.key == f"note:{notes[0]['id']}")
+        key = f"note:{notes[0]['id']}"
+        await wait_for(pilot, lambda: key in entry_rows(screen), "the note in the lab log")
+        assert app.screen is screen
+        entry = next(e for e in screen.shown if e.key == key)
         assert entry.run is None and entry.source == "note"
         assert entry_rows(screen)[-1] == entry.key  # the newest entry comes last
 
@@ -328,6 +365,6 @@ async def test_lab_log_adds_a_lab_note_and_opens_a_run(two_runs, tmp_path):
         table.move_cursor(row=entry_rows(screen).index(f"run:{fast}:ended"))
         await pilot.pause()
         await pilot.press("enter")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "a monitor")
         await settle(app, pilot)
-        assert type(app.screen).__name__ == "MonitorScreen"
         assert app.screen.run_id == fast

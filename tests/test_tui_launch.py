@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,15 +98,43 @@ def field(app: App, dotted: str) -> FormField:
     return form_of(app).field(dotted)
 
 
+async def wait_until(pilot, condition: Callable[[], object], what: str, timeout=60.0) -> None:
+    """Poll the app until ``condition`` holds; the deadline is for a stuck app only."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        await pilot.pause(0.02)
+
+
+def form_settled(app: App) -> bool:
+    screen = app.screen
+    if not isinstance(screen, LaunchScreen):
+        return True
+    form = screen.form
+    return form.settled and screen.status_serial == form.serial
+
+
+async def settle(pilot) -> None:
+    """Wait until the form and its status line have taken in every change.
+
+    pilot.pause() returns once the widgets have handled what was queued when it was called,
+    but a change cascades (Changed, a section rebuilt, its new fields mounted, validation,
+    the status line) and on a busy machine the pause can return midway."""
+    await pilot.pause()
+    await wait_until(pilot, lambda: form_settled(pilot.app), "the form to take in every change")
+
+
 async def type_into(pilot, dotted: str, text: str) -> None:
     """Focus a field's Input, clear it with keys, and type text, key by key."""
     control = field(pilot.app, dotted).control
     assert isinstance(control, Input)
     control.focus()
-    await pilot.pause()
+    await settle(pilot)
     await pilot.press("end", "ctrl+u")  # delete everything left of the cursor
     await pilot.press(*text)
-    await pilot.pause()
+    await settle(pilot)
+    assert control.value == text or control.type != "text", (control.value, text)
 
 
 async def set_text(pilot, dotted: str, text: str) -> None:
@@ -112,7 +142,38 @@ async def set_text(pilot, dotted: str, text: str) -> None:
     control = field(pilot.app, dotted).control
     assert isinstance(control, Input)
     control.value = text
+    await settle(pilot)
+
+
+async def pick(pilot, select: Select, downs: int) -> None:
+    """Open a Select with enter, move down ``downs`` options, choose with enter: keys only.
+    Each step waits for the one before, or a key meant for the menu reaches the Select."""
+    select.focus()
+    await settle(pilot)
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: select.expanded and select.has_focus_within, "the menu")
+    await pilot.press(*["down"] * downs, "enter")
+    await wait_until(pilot, lambda: not select.expanded, "the menu to close")
+    await settle(pilot)
+
+
+async def on_screen(pilot, screen_type: type) -> None:
+    await wait_until(
+        pilot,
+        lambda: isinstance(pilot.app.screen, screen_type) and pilot.app.screen.is_mounted,
+        screen_type.__name__,
+    )
     await pilot.pause()
+
+
+async def open_save_dialog(pilot) -> None:
+    await pilot.press("ctrl+s")
+    await on_screen(pilot, SavePresetDialog)
+
+
+async def back_on_the_form(pilot) -> None:
+    await on_screen(pilot, LaunchScreen)
+    await settle(pilot)
 
 
 def status_text(app: App) -> str:
@@ -122,7 +183,7 @@ def status_text(app: App) -> str:
 async def test_form_shows_the_preset_fields(tmp_path: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         screen = app.screen
         assert isinstance(screen, LaunchScreen)
         assert screen.query_one("#launch-preset", Select).value == "modadd-mlp"
@@ -158,7 +219,7 @@ async def test_invalid_values_are_marked_and_launch_is_refused(tmp_path: Path) -
     app = LaunchApp(lab)
     messages: list[ConfigForm.Validity] = []
     async with app.run_test(size=(120, 40), message_hook=messages.append) as pilot:
-        await pilot.pause()
+        await settle(pilot)
 
         await type_into(pilot, "optim.lr", "-1")
         lr = field(app, "optim.lr")
@@ -196,8 +257,7 @@ async def test_invalid_values_are_marked_and_launch_is_refused(tmp_path: Path) -
         assert validity and validity[-1].valid is False and validity[-1].errors == 5
 
         await pilot.press("ctrl+l")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.notes, "the refusal")
         assert app.notes[-1] == ("error", "Not launched: 5 fields need attention")
         assert lab.list_runs() == []
         assert app.opened == []
@@ -223,7 +283,7 @@ async def test_invalid_values_are_marked_and_launch_is_refused(tmp_path: Path) -
         # A model-level rule (division needs a prime) lands on the section it belongs to.
         await type_into(pilot, "task.p", "10")
         app.screen.query_one("#f-task-op", Select).value = "/"
-        await pilot.pause()
+        await settle(pilot)
         task = app.screen.query_one("#section-task", FormSection)
         assert task.error == "p=10 is not prime; division mod p needs a prime modulus"
         assert task.has_class("-invalid") and task.has_class("-has-errors")
@@ -235,14 +295,11 @@ async def test_invalid_values_are_marked_and_launch_is_refused(tmp_path: Path) -
 async def test_switching_model_kind_rebuilds_the_section(tmp_path: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         screen = app.screen
         kind = screen.query_one("#f-model-kind", Select)
-        kind.focus()
-        await pilot.pause()
         # Keys only: open the menu, go down to 'transformer' (mlp, image_mlp, transformer).
-        await pilot.press("enter", "down", "down", "enter")
-        await pilot.pause()
+        await pick(pilot, kind, downs=2)
         assert kind.value == "transformer"
         assert app.focused is kind
         assert not screen.query("#f-model-embed_dim")
@@ -253,7 +310,8 @@ async def test_switching_model_kind_rebuilds_the_section(tmp_path: Path) -> None
         values = form_of(app).values()["model"]
         assert values["kind"] == "transformer" and "hidden" not in values
         experiment = form_of(app).validate()
-        assert experiment is not None and experiment.model.kind == "transformer"
+        assert experiment is not None, form_of(app).errors()
+        assert experiment.model.kind == "transformer"
 
         # A transformer rule spanning two fields shows on the model section.
         await type_into(pilot, "model.n_heads", "3")
@@ -262,35 +320,50 @@ async def test_switching_model_kind_rebuilds_the_section(tmp_path: Path) -> None
         # An image task needs an image model: the cross-section error names task.kind.
         task_kind = screen.query_one("#f-task-kind", Select)
         task_kind.value = "digits"
-        await pilot.pause()
+        await settle(pilot)
         assert screen.query_one("#f-task-n_train", Input).value == "1000"
         assert not screen.query("#f-task-p")
         await type_into(pilot, "model.n_heads", "4")
         assert "needs model.kind image_mlp" in (field(app, "task.kind").error or "")
         kind.value = "image_mlp"
-        await pilot.pause()
+        await settle(pilot)
         assert form_of(app).validate() is not None
         assert screen.query_one("#f-model-hidden", Input).value == "[200, 200]"
+
+
+async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ctrl+l pressed while the model section is still being rebuilt for a new kind must
+    launch what the select shows, not the fields of the kind before."""
+    monkeypatch.setattr(launcher, "start_detached", lambda lab, run_id: 0)  # no process
+    lab = Lab(tmp_path / "lab")
+    app = LaunchApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        screen.query_one("#f-model-kind", Select).value = "transformer"
+        assert form_of(app).rebuilding  # the section has not caught up yet
+        await screen.action_launch()
+        await wait_until(pilot, lambda: app.opened, "the launch")
+        assert lab.get_run(app.opened[0])["config"]["model"]["kind"] == "transformer"
 
 
 async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         await type_into(pilot, "optim.weight_decay", "0.1")
-        await pilot.press("ctrl+s")
-        await pilot.pause()
-        assert isinstance(app.screen, SavePresetDialog)
+        await open_save_dialog(pilot)
         name_input = app.screen.query_one("#preset-name", Input)
         assert name_input.value == "modadd-mlp"
         # A bad name is refused in the dialog.
         await pilot.press("end", "ctrl+u", *"a b", "enter")
-        await pilot.pause()
+        error = app.screen.query_one("#preset-name-error", Static)
+        await wait_until(pilot, lambda: "letters" in str(error.content), "the name's error")
         assert isinstance(app.screen, SavePresetDialog)
-        assert "letters" in str(app.screen.query_one("#preset-name-error", Static).content)
         await pilot.press("end", "ctrl+u", *"wd0.1", "enter")
-        await pilot.pause()
-        assert isinstance(app.screen, LaunchScreen)
+        await back_on_the_form(pilot)
         path = presets / "wd0.1.toml"
         text = path.read_text()
         assert text.startswith("# Saved from the grokterm launch form on ")
@@ -304,41 +377,37 @@ async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
         }
         assert app.screen.query_one("#launch-preset", Select).value == "wd0.1"
         assert app.screen.preset_name == "wd0.1"
-        await pilot.pause()
+        await settle(pilot)
         assert form_of(app).validate() == saved  # the form was not reloaded or changed
 
         # Saving over an existing preset asks first; 'n' keeps the file.
         await type_into(pilot, "optim.weight_decay", "0.2")
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await open_save_dialog(pilot)
         assert app.screen.query_one("#preset-name", Input).value == "wd0.1"
         await pilot.press("enter")
-        await pilot.pause()
-        assert isinstance(app.screen, ConfirmOverwrite)
+        await on_screen(pilot, ConfirmOverwrite)
         await pilot.press("n")
-        await pilot.pause()
-        assert isinstance(app.screen, SavePresetDialog)
+        await on_screen(pilot, SavePresetDialog)
         assert load_experiment("wd0.1")[1].optim.weight_decay == 0.1
         await pilot.press("enter")
-        await pilot.pause()
+        await on_screen(pilot, ConfirmOverwrite)
         await pilot.press("y")
-        await pilot.pause()
-        assert isinstance(app.screen, LaunchScreen)
+        await back_on_the_form(pilot)
         assert load_experiment("wd0.1")[1].optim.weight_decay == 0.2
 
         # Escape cancels the dialog without writing anything.
         before = sorted(list_presets())
-        await pilot.press("ctrl+s")
-        await pilot.pause()
+        await open_save_dialog(pilot)
         await pilot.press("escape")
-        await pilot.pause()
-        assert isinstance(app.screen, LaunchScreen)
+        await back_on_the_form(pilot)
         assert sorted(list_presets()) == before
 
         # An invalid form is not saved at all.
         await type_into(pilot, "optim.lr", "-1")
+        notes = len(app.notes)
         await pilot.press("ctrl+s")
-        await pilot.pause()
+        await wait_until(pilot, lambda: len(app.notes) > notes, "the refusal")
+        assert app.notes[-1] == ("error", "Not saved: fix the fields marked in red first")
         assert isinstance(app.screen, LaunchScreen)
         assert sorted(list_presets()) == before
     assert not (REPO_PRESETS / "wd0.1.toml").exists()
@@ -347,12 +416,12 @@ async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
 async def test_choosing_a_preset_reloads_the_form(tmp_path: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         preset = app.screen.query_one("#launch-preset", Select)
         assert app.focused is preset
         preset.value = "nanda"
-        await pilot.pause()
-        await pilot.pause()
+        await wait_until(pilot, lambda: len(app.screen.query("#f-model-n_heads")), "the nanda form")
+        await settle(pilot)
         assert app.screen.query_one("#f-model-kind", Select).value == "transformer"
         assert app.screen.query_one("#f-task-p", Input).value == "113"
         assert form_of(app).validate() == load_experiment("nanda")[1]
@@ -362,7 +431,7 @@ async def test_launch_a_short_real_run(tmp_path: Path) -> None:
     lab = Lab(tmp_path / "lab")
     app = LaunchApp(lab)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         await type_into(pilot, "task.p", "23")
         await type_into(pilot, "schedule.steps", "50")
         await type_into(pilot, "schedule.eval_every", "10")
@@ -370,12 +439,10 @@ async def test_launch_a_short_real_run(tmp_path: Path) -> None:
         await type_into(pilot, "model.hidden", "[32]")
         await type_into(pilot, "model.embed_dim", "16")
         app.screen.query_one("#f-device", Select).value = "cpu"
-        await pilot.pause()
+        await settle(pilot)
         assert "ready to launch" in status_text(app)
         await pilot.press("ctrl+l")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await wait_until(pilot, lambda: app.opened, "the launched run's monitor")
         assert len(app.opened) == 1
         run_id = app.opened[0]
         assert ("information", f"Launched run {run_id}") in app.notes
@@ -394,11 +461,10 @@ async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
     blocker.write_text("a file where the lab should be")
     app = LaunchApp(Lab(blocker / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         await pilot.press("ctrl+l")
-        await pilot.pause()
+        await wait_until(pilot, lambda: not app.screen.launching and app.notes, "the failure")
         await app.workers.wait_for_complete()
-        await pilot.pause()
         assert app.opened == []
         assert isinstance(app.screen, LaunchScreen) and not app.screen.launching
         errors = [text for severity, text in app.notes if severity == "error"]
@@ -409,7 +475,7 @@ async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
 async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"), preset="nanda")
     async with app.run_test(size=(80, 24)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         screen = app.screen
         assert screen.query_one("#launch-preset", Select).value == "nanda"
         assert form_of(app).has_class("-narrow")
@@ -428,7 +494,7 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         assert "≥ 0" in str(notes[0].content) and notes[0].region.height >= 1
         # Shift+tab from the first field wraps to the last one and scrolls it into view.
         await pilot.press("shift+tab", "shift+tab", "shift+tab", "shift+tab")
-        await pilot.pause()
+        await settle(pilot)
         last_name = f"detector.{list(Detector.model_fields)[-1]}"  # the form's last field
         last = field(app, last_name).control
         assert app.focused is last
@@ -437,11 +503,11 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         assert scroll.region.contains_region(last.region)
         # An error shows under its field at this width too.
         await pilot.press("end", "ctrl+u", "minus", "1")
-        await pilot.pause()
+        await settle(pilot)
         assert "greater than" in (field(app, last_name).error or "")
         assert "1 field needs attention" in status_text(app)
         await pilot.press("escape")
-        await pilot.pause()
+        await settle(pilot)
         assert not isinstance(app.screen, LaunchScreen)
 
 
@@ -457,16 +523,16 @@ async def test_hostile_values_in_the_form_are_field_errors_not_crashes(tmp_path:
     lab = Lab(tmp_path / "lab")
     app = LaunchApp(lab)
     async with app.run_test(size=(120, 40)) as pilot:
-        await pilot.pause()
+        await settle(pilot)
         await set_text(pilot, "model.hidden", "[" * 5000 + "]" * 5000)  # deeper than tomllib
         assert field(app, "model.hidden").error
         await set_text(pilot, "task.p", "9" * 5000)  # more digits than int() takes
         assert field(app, "task.p").error
         await set_text(pilot, "tags", "[" * 5000)
         await set_text(pilot, "name", "x" * 10_000)
-        await pilot.pause()
+        await settle(pilot)
         assert "need attention" in status_text(app)
         await pilot.press("ctrl+l")
-        await pilot.pause()
-        await app.workers.wait_for_complete()
+        await wait_until(pilot, lambda: app.notes, "the refusal")
+        assert app.notes[-1][0] == "error" and "Not launched" in app.notes[-1][1]
         assert app.opened == [] and not lab.exists

@@ -31,7 +31,8 @@ def no_cursor_blink(monkeypatch):
     monkeypatch.setattr(TextArea, "_toggle_cursor_blink_visible", lambda self: None)
 
 
-async def until(pilot, condition, what: str, timeout: float = 10.0) -> None:
+async def until(pilot, condition, what: str, timeout: float = 60.0) -> None:
+    """Poll until condition() holds; the deadline is for a stuck app, not a slow one."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -58,6 +59,13 @@ async def runs_loaded(pilot, select: str | None = None) -> None:
     wanted = select or app.screen.selected_id()
     await until(pilot, lambda: str(preview.content).startswith(wanted), "the preview")
     await quiet(pilot)
+
+
+def help_shown(app) -> bool:
+    screen = app.screen
+    return isinstance(screen, HelpScreen) and any(
+        "command palette" in str(static.content) for static in screen.query(Static)
+    )
 
 
 def test_runs_screen(snap_compare, tui_lab):
@@ -87,7 +95,7 @@ def test_help_screen(snap_compare, tui_lab):
     async def run_before(pilot):
         await runs_loaded(pilot)
         await pilot.press("question_mark")
-        await until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), "help")
+        await until(pilot, lambda: help_shown(pilot.app), "help")
         await quiet(pilot)
 
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
@@ -106,6 +114,12 @@ def test_monitor_of_a_finished_run(snap_compare, tui_lab):
         side = app.screen.query_one("#monitor-events", Static)
         await until(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
         await until(pilot, lambda: all(chart.curves for chart in charts), "chart data")
+        screen = app.screen
+        await until(
+            pilot,
+            lambda: screen._drawn_version == screen.tail.series.version,
+            "the charts drawn from every record read",
+        )
         await until(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
         await quiet(pilot)
 

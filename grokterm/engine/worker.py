@@ -124,7 +124,12 @@ class LabRecorder:
     def finished(self, status: str, step: int, summary: dict[str, Any], reason: str) -> None:
         """Record the end of the run as well as the disk allows; never raises, so a failed
         write cannot hide why the run ended. Whatever could not be written is said in
-        run.log, and status.json carries the final status if the lab log cannot."""
+        run.log.
+
+        status.json is written first and is the truth from then on: every reader
+        (launcher.live_view) takes a final status from it, so nobody sees the run end in
+        one record and still running in the other, and it carries the end if the lab log
+        cannot."""
         self.give_back_space()
         if self.stream:
             try:
@@ -132,6 +137,11 @@ class LabRecorder:
             except OSError as exc:
                 self.stream.abandon()
                 warn(f"the last metric records were lost: {describe_failure(exc)}")
+        ended = now_iso()
+        try:
+            self.write_status(status, step, {"reason": reason, "ended": ended, "summary": summary})
+        except (LabError, OSError) as exc:
+            warn(f"status.json could not be written: {describe_failure(exc)}")
         try:
             self.lab.update_run(
                 self.run_id,
@@ -139,14 +149,10 @@ class LabRecorder:
                 step=step,
                 summary=summary,
                 reason=reason or None,
-                ended=now_iso(),
+                ended=ended,
             )
         except (LabError, OSError) as exc:
             warn(f"the lab log could not record the end of the run: {describe_failure(exc)}")
-        try:
-            self.write_status(status, step, {"reason": reason})
-        except (LabError, OSError) as exc:
-            warn(f"status.json could not be written: {describe_failure(exc)}")
 
     def _set_aside_space(self) -> None:
         try:

@@ -107,17 +107,20 @@ class GrokApp(App):
 
         self.push_screen(Confirm(f"Stop {run_id}? It saves a checkpoint first."), confirmed)
 
+    @work(thread=True, exit_on_error=False, group="lab-write")
     def resume_run(self, run_id: str) -> None:
+        """Off the UI thread: a run that has just ended is given a moment to exit first."""
         try:
             restart = not launcher.has_checkpoint(self.lab, run_id)
             launcher.resume(self.lab, run_id)
         except (LabError, OSError) as exc:
-            self.notify(str(exc), severity="error")
+            self.call_from_thread(self.notify, str(exc), severity="error")
             return
         if restart:
-            self.notify(f"Restarting {run_id} from step 0: it has no checkpoint")
+            message = f"Restarting {run_id} from step 0: it has no checkpoint"
         else:
-            self.notify(f"Resuming {run_id} from its last checkpoint")
+            message = f"Resuming {run_id} from its last checkpoint"
+        self.call_from_thread(self.notify, message)
 
     def export_runs(self, run_ids: list[str]) -> None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")

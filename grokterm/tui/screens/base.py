@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 from textual.screen import Screen
@@ -16,6 +17,27 @@ def describe_error(error: BaseException | None) -> str:
     if isinstance(error, LabError):  # already one line meant for the user
         return str(error)
     return f"{type(error).__name__}: {error}"
+
+
+class Freshness:
+    """Orders the results of overlapping refreshes. `exclusive` cannot stop a thread worker
+    already reading, so an older read may finish after a newer one; only a result newer
+    than the last one shown is applied."""
+
+    def __init__(self) -> None:
+        self._issued = itertools.count(1)
+        self._shown = 0
+
+    def ticket(self) -> int:
+        """Taken by a refresh before it reads (any thread)."""
+        return next(self._issued)
+
+    def is_newest(self, ticket: int) -> bool:
+        """Called on the UI thread with the result; True marks it as shown."""
+        if ticket <= self._shown:
+            return False
+        self._shown = ticket
+        return True
 
 
 class GrokScreen(Screen):

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from grokterm.lab import LabError
 from grokterm.lab.store import NOTE_MAX_CHARS
-from grokterm.tui.screens.base import GrokScreen
+from grokterm.tui.screens.base import Freshness, GrokScreen
 from grokterm.tui.screens.dialogs import Prompt
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.state import LabState
@@ -183,6 +183,7 @@ class LabLogScreen(GrokScreen):
         self._rendered: tuple | None = None
         self._loaded = False
         self.compact = False  # narrow terminal: times without the year
+        self.freshness = Freshness()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -215,21 +216,22 @@ class LabLogScreen(GrokScreen):
 
     @work(thread=True, exclusive=True, group="lablog-refresh", exit_on_error=False)
     def reload(self) -> None:
+        ticket = self.freshness.ticket()
         try:
             entries = timeline(self.state.runs(), self.state.notes(), self.state.events())
         except (LabError, OSError) as exc:
             self.app.call_from_thread(self.show_error, str(exc))
             return
-        self.app.call_from_thread(self.show_entries, entries)
+        self.app.call_from_thread(self.show_entries, entries, ticket)
 
     def show_error(self, message: str) -> None:
         if self.is_attached:
             self.error = message
             self.update_status()
 
-    def show_entries(self, entries: list[Entry]) -> None:
-        if not self.is_attached:  # closed while the worker ran
-            return
+    def show_entries(self, entries: list[Entry], ticket: int) -> None:
+        if not self.is_attached or not self.freshness.is_newest(ticket):
+            return  # closed while the worker ran, or a newer refresh is shown already
         self.error = None
         self.entries = entries
         self.render_table()

@@ -8,7 +8,9 @@ the user can act on (a bad config, a locked lab log, a failed fork) becomes a no
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from datetime import datetime
 
 from textual import on, work
@@ -224,6 +226,7 @@ class LaunchScreen(Screen):
         self.presets = list(list_presets())
         self.preset_name: str | None = None
         self.launching = False
+        self.status_serial = 0  # the form validation the status line shows
         self._startup_error: str | None = None
         self._experiment = self._initial_experiment(preset)
 
@@ -302,6 +305,7 @@ class LaunchScreen(Screen):
     # -- validity ---------------------------------------------------------------------
 
     def on_config_form_validity(self, message: ConfigForm.Validity) -> None:
+        self.status_serial = message.serial
         status = self.query_one("#launch-status", Static)
         status.set_class(message.valid, "-valid")
         status.set_class(not message.valid, "-invalid")
@@ -330,11 +334,17 @@ class LaunchScreen(Screen):
             keys = ", ".join(f"{b.key}: {b.description}" for b in self.BINDINGS if b.show)
             self.notify(keys, title="Keys", markup=False)
 
-    def action_launch(self) -> None:
+    async def action_launch(self) -> None:
         if self.launching:
             self.notify("A launch is already under way", severity="warning")
             return
         form = self.form
+        self.launching = True  # a second ctrl+l while the form settles launches nothing
+        rebuilt = await self._form_rebuilt(form)
+        self.launching = False
+        if not rebuilt:
+            self.notify("Not launched: the form is still updating; try again", severity="error")
+            return
         experiment = form.validate()
         if experiment is None:
             count = form.error_count
@@ -345,6 +355,16 @@ class LaunchScreen(Screen):
         self.launching = True
         self.query_one("#launch-status", Static).update(f"launching {experiment.name}…")
         self._launch(experiment, self.preset_name)
+
+    async def _form_rebuilt(self, form: ConfigForm, patience: float = 5.0) -> bool:
+        """A kind switched just before ctrl+l: launch what the screen shows, not the fields
+        of the kind before (the rebuild runs in other tasks, so yield until it is done)."""
+        deadline = time.monotonic() + patience
+        while form.rebuilding:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
 
     @work(thread=True, exit_on_error=False, group="launch", name="launch")
     def _launch(self, experiment: Experiment, preset: str | None) -> None:

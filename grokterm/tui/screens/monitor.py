@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
-from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, Freshness
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -75,6 +75,7 @@ class MonitorScreen(ChartScreen):
         self.steps_per_second: float | None = None
         self.chart_index = 0
         self._drawn_version = -1
+        self.freshness = Freshness()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -107,10 +108,15 @@ class MonitorScreen(ChartScreen):
     @work(thread=True, exclusive=True, group="monitor-poll", exit_on_error=False)
     def poll(self) -> None:
         """Read new metric records and the run's record off the UI thread."""
+        ticket = self.freshness.ticket()
         changed = self.tail.poll()
         view = self.state.run(self.run_id)
         events, notes = self.state.events(self.run_id), self.state.notes(self.run_id)
-        self.app.call_from_thread(self.apply, view, events, notes, changed)
+        self.app.call_from_thread(self.apply_fresh, view, events, notes, changed, ticket)
+
+    def apply_fresh(self, view: dict, events: list, notes: list, changed: bool, ticket: int):
+        if self.is_attached and self.freshness.is_newest(ticket):
+            self.apply(view, events, notes, changed)
 
     def apply(self, view: dict, events: list, notes: list, changed: bool) -> None:
         self.measure_rate(view)

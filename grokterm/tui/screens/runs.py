@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from grokterm.lab import LabError
-from grokterm.tui.screens.base import GrokScreen, describe_error
+from grokterm.tui.screens.base import Freshness, GrokScreen, describe_error
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
@@ -115,6 +115,7 @@ class RunsScreen(GrokScreen):
         self.sort_reverse = True
         self._preview_for: tuple | None = None
         self.problem: str | None = None
+        self.freshness = Freshness()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -144,13 +145,18 @@ class RunsScreen(GrokScreen):
 
     @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
     def reload(self) -> None:
+        ticket = self.freshness.ticket()
         try:
             views = self.state.runs()
         except (LabError, OSError) as exc:
             self.app.call_from_thread(self.show_problem, describe_error(exc))
             return
         self.problem = None
-        self.app.call_from_thread(self.show_runs, views)
+        self.app.call_from_thread(self.show_fresh_runs, views, ticket)
+
+    def show_fresh_runs(self, views: list[dict[str, Any]], ticket: int) -> None:
+        if self.is_attached and self.freshness.is_newest(ticket):
+            self.show_runs(views)
 
     def show_problem(self, message: str) -> None:
         """The lab cannot be read: say so where the run count goes, and notify once."""
@@ -209,15 +215,21 @@ class RunsScreen(GrokScreen):
         if key == self._preview_for:
             return
         self._preview_for = key
-        self.load_preview(view)
+        self.load_preview(view, key)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def load_preview(self, view: dict[str, Any] | None) -> None:
+    def load_preview(self, view: dict[str, Any] | None, key: tuple | None) -> None:
         if view is None:
             text = Text("Select a run to see its events and notes.")
         else:
             text = preview_text(view, self.state.events(view["id"]), self.state.notes(view["id"]))
-        self.app.call_from_thread(self.query_one("#preview-text", Static).update, text)
+        self.app.call_from_thread(self.show_preview, text, key)
+
+    def show_preview(self, text: Text, key: tuple | None) -> None:
+        # `exclusive` cannot stop a thread already reading: an older preview that finishes
+        # after the newest one must not overwrite it.
+        if key == self._preview_for:
+            self.query_one("#preview-text", Static).update(text)
 
     # --- actions -----------------------------------------------------------------------------
 

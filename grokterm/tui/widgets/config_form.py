@@ -609,13 +609,19 @@ class ConfigForm(Widget, can_focus=False):
         """Posted after every validation of the form."""
 
         def __init__(
-            self, form: ConfigForm, valid: bool, experiment: Experiment | None, errors: int
+            self,
+            form: ConfigForm,
+            valid: bool,
+            experiment: Experiment | None,
+            errors: int,
+            serial: int = 0,
         ) -> None:
             super().__init__()
             self.form = form
             self.valid = valid
             self.experiment = experiment
             self.errors = errors
+            self.serial = serial  # the form's validation count when it was posted
 
         @property
         def control(self) -> ConfigForm:
@@ -636,6 +642,8 @@ class ConfigForm(Widget, can_focus=False):
         self.error_count = 0
         self.sections: list[FormSection] = []
         self._pending = False
+        self._validated: str | None = None  # repr of the values the shown errors are for
+        self.serial = 0  # validations so far: a Validity message carries its number
         self._build(experiment)
 
     def _build(self, experiment: Experiment) -> None:
@@ -702,6 +710,24 @@ class ConfigForm(Widget, can_focus=False):
             return True
         return False
 
+    @property
+    def rebuilding(self) -> bool:
+        """A kind switch is under way: a section's select shows a kind whose fields are not
+        all in place yet, so what the form reads is not yet what the screen shows."""
+        for target in self._targets().values():
+            if isinstance(target, UnionSection) and target.kind_field.control.value != target.kind:
+                return True
+            if isinstance(target, FormField) and not target.control.is_mounted:
+                return True
+        return False
+
+    @property
+    def settled(self) -> bool:
+        """Every change is taken in: no section is rebuilding and the errors shown are those
+        of the values in the fields now."""
+        # repr, not ==: a typed "nan" must equal itself
+        return not self._pending and not self.rebuilding and self._validated == repr(self.values())
+
     def _targets(self) -> dict[Path, FormField | FormSection]:
         targets: dict[Path, FormField | FormSection] = {}
         for section in self.sections:
@@ -724,8 +750,10 @@ class ConfigForm(Widget, can_focus=False):
         targets = self._targets()
         messages: dict[Path, list[str]] = {}
         experiment: Experiment | None = None
+        values = self.values()
+        self._validated = repr(values)
         try:
-            experiment = self.model.model_validate(self.values())
+            experiment = self.model.model_validate(values)
         except ValidationError as exc:
             tags = self._union_tags()
             for error in exc.errors():
@@ -743,7 +771,10 @@ class ConfigForm(Widget, can_focus=False):
         self.experiment = experiment
         self.valid = experiment is not None
         self.error_count = len(messages)
-        self.post_message(self.Validity(self, self.valid, experiment, self.error_count))
+        self.serial += 1
+        self.post_message(
+            self.Validity(self, self.valid, experiment, self.error_count, self.serial)
+        )
         return experiment
 
     def _place(
