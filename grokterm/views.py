@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from grokterm.config import Experiment
+from grokterm.lab import data_text
 
 PHASE_MARKS = ("t1", "t2", "t3", "t4")
 
@@ -106,6 +107,8 @@ def print_run(
     if view.get("reason"):
         out.print(f"reason: {view['reason']}")
     out.print(f"preset: {fmt(view.get('preset'))}   dir: {run_dir}")
+    if view.get("data"):
+        out.print(f"data: {data_text(view['data'])}", markup=False)
     if summary:
         shown = {k: v for k, v in summary.items() if v is not None}
         out.print("summary: " + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()))

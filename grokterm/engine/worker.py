@@ -81,7 +81,7 @@ class LabRecorder:
             },
         )
 
-    def started(self, device: str, start_step: int) -> None:
+    def started(self, device: str, start_step: int, data: dict[str, Any]) -> None:
         self._set_aside_space()
         self.stream = MetricStream(self.run_dir / "metrics.jsonl")
         self.device = device
@@ -92,6 +92,7 @@ class LabRecorder:
             ended=None,
             reason=None,
             device=device,
+            data=data,
             pid=os.getpid(),
             host=self.host,
         )

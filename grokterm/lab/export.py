@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from grokterm.lab.store import Lab, LabError, write_bytes_atomic
+from grokterm.lab.store import Lab, LabError, data_text, write_bytes_atomic
 from grokterm.lab.stream import read_metrics, series
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -178,6 +178,7 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
         ["steps", record.get("step")],
         ["created", record.get("created")],
         ["device", summary.get("device")],
+        ["data", data_text(record["data"]) if record.get("data") else None],
         ["tags", record.get("tags")],
     ]
     if record.get("reason"):

@@ -38,6 +38,11 @@ _FROZEN_RUN_FIELDS = frozenset({"id", "seq"})
 _EVENT_FIELDS = ("step", "kind", "detail", "thresholds")
 
 
+def data_text(data: dict[str, Any]) -> str:
+    """A run record's `data` (what it trained on): its source, then the actual sizes."""
+    return f"{data.get('source')}: {data.get('n_train'):,} train / {data.get('n_test'):,} test"
+
+
 class LabError(Exception):
     """A lab-log problem, phrased as one line the user can act on."""
 

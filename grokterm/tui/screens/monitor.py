@@ -12,6 +12,7 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
+from grokterm.lab import data_text
 from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, Freshness
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabState
@@ -121,6 +122,8 @@ class MonitorScreen(ChartScreen):
     def apply(self, view: dict, events: list, notes: list, changed: bool) -> None:
         self.measure_rate(view)
         self.view = view
+        if view.get("data"):  # the header says what the run trains on
+            self.sub_title = data_text(view["data"])
         side_changed = (events, notes) != (self.events, self.notes)
         self.events, self.notes = events, notes
         self.update_status()
