@@ -21,6 +21,13 @@ import pytest
 DEADLINE = 60.0  # for a stuck app only; never a statement about speed
 
 
+async def workers_done(app) -> None:
+    """Wait for the app's workers to end. An exclusive worker cancelled by a newer one (a
+    refresh that fired again while the last one still read, on a slow machine) is normal:
+    it ends too, so it does not fail the wait as `workers.wait_for_complete` would."""
+    await asyncio.gather(*(worker.wait() for worker in list(app.workers)), return_exceptions=True)
+
+
 async def wait_for(pilot, condition: Callable[[], object], what: str, timeout=DEADLINE) -> None:
     """Let the app run until condition() holds; fail naming ``what`` if it never does."""
     deadline = time.monotonic() + timeout

@@ -47,6 +47,7 @@ def grokterm_command() -> list[str]:
 
 def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("GROKTERM_PRESETS", "GROKTERM_LAB")}
+    env["OMP_NUM_THREADS"] = "1"  # two torch threads fight the rest of the suite for 2 cores
     return subprocess.run(
         [*grokterm_command(), *args],
         capture_output=True,
@@ -61,7 +62,8 @@ def run_cli(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def test_modular_addition_groks_and_is_detected(tmp_path: Path) -> None:
     lab = tmp_path / "lab"
     overrides = [arg for setting in SETTINGS for arg in ("--set", setting)]
-    done = run_cli("--lab", str(lab), "run", "modadd-mlp", *overrides, timeout=600)
+    # A limit for a stuck run only: idle ~2 min, beside a second copy of the suite ~10.
+    done = run_cli("--lab", str(lab), "run", "modadd-mlp", *overrides, timeout=1800)
     assert done.returncode == 0, done.stdout + done.stderr
 
     shown = run_cli("--lab", str(lab), "show", "1", "--json", timeout=60)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pilotkit import wait_for
+from pilotkit import wait_for, workers_done
 from textual.command import CommandList, CommandPalette
 from textual.notifications import Notify
 from textual.widgets import DataTable, Input, Static
@@ -45,7 +45,7 @@ RUN_DEADLINE = 300.0  # a real run: torch import + training; a limit for a stuck
 
 
 async def settle(pilot) -> None:
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot.app)
     await pilot.pause()
 
 

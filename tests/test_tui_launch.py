@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pilotkit import wait_for
+from pilotkit import wait_for, workers_done
 from pydantic import ValidationError
 from textual.app import App
 from textual.widgets import Input, Select, Static, Switch
@@ -440,7 +440,7 @@ async def test_launch_a_short_real_run(tmp_path: Path) -> None:
         assert record["preset"] == "modadd-mlp"
         assert record["config"]["schedule"]["steps"] == 50
         assert record["config"]["task"]["p"] == 23
-    view = launcher.wait_until_done(lab, run_id, timeout=120)
+    view = launcher.wait_until_done(lab, run_id, timeout=300)
     log = launcher.run_log(lab, run_id)
     assert view["status"] == "finished", log.read_text() if log.exists() else view
     assert lab.get_run(run_id)["step"] == 50
@@ -454,7 +454,7 @@ async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
         await settle(pilot)
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: not app.screen.launching and app.notes, "the failure")
-        await app.workers.wait_for_complete()
+        await workers_done(app)
         assert app.opened == []
         assert isinstance(app.screen, LaunchScreen) and not app.screen.launching
         errors = [text for severity, text in app.notes if severity == "error"]

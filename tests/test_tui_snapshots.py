@@ -13,7 +13,7 @@ and look at the report (snapshot_report.html) before committing the new SVGs.
 from __future__ import annotations
 
 import pytest
-from pilotkit import wait_for
+from pilotkit import wait_for, workers_done
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from grokterm.tui.app import GrokApp
@@ -32,9 +32,9 @@ def no_cursor_blink(monkeypatch):
 
 async def quiet(pilot) -> None:
     """Wait until no worker runs and one more frame has been drawn."""
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot.app)
     await pilot.pause()
-    await pilot.app.workers.wait_for_complete()
+    await workers_done(pilot.app)
     await pilot.pause()
 
 
