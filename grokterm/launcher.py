@@ -239,7 +239,8 @@ def resume(lab: Lab, run_id: str) -> int:
 
 def record_ended_runs(lab: Lab) -> list[str]:
     """Write into the lab log the end of runs that it still lists as queued or running but
-    whose process is gone (a crash, or an end it could not record); returns their ids."""
+    that have ended: their process is gone (a crash), or status.json already holds the end
+    the lab log has not caught up with; returns their ids."""
     settled = []
     for record in lab.list_runs():
         if record["status"] not in ("queued", "running"):
