@@ -225,8 +225,14 @@ class Detector(Section):
     comprehension_rise: float = Field(0.10, gt=0, le=1, description="t3: test acc rise")
     generalized: float = Field(0.95, gt=0, le=1, description="t4: test acc ≥ this")
     grokking_gap: int = Field(1000, ge=0, description="t4 - t2 > gap means grokking")
+    grokking_ratio: float = Field(
+        2.0, ge=1, description="grokking also needs t4/t2 > this (1 = the step gap alone)"
+    )
     collapse_drop: float = Field(
         0.10, gt=0, le=1, description="anti-grokking: smoothed test acc this far below its peak"
+    )
+    collapse_min_peak: float = Field(
+        0.5, ge=0, le=1, description="anti-grokking: only below a smoothed test-acc peak ≥ this"
     )
     collapse_smoothing: float = Field(
         0.5, ge=0, lt=1, description="anti-grokking: EMA strength over probe points"

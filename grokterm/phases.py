@@ -15,6 +15,22 @@ from typing import Any
 from grokterm.config import Detector
 
 OUTCOMES = ("confusion", "memorization", "comprehension", "grokking")
+SLINGSHOT_PROBES_AFTER = 3  # probes after a loss spike within which the norm must fall
+
+
+@dataclass
+class LossSpike:
+    """A loss spike waiting for the last-layer norm to fall before it counts as a slingshot."""
+
+    step: int
+    loss: float
+    minimum: float
+    norms_before: list[float]
+    norms_after: list[float] = field(default_factory=list)
+
+    @property
+    def peak_norm(self) -> float:
+        return max([self.norms_before[-1], *self.norms_after])
 
 
 @dataclass
@@ -29,6 +45,7 @@ class PhaseDetector:
     _heralds: dict[str, tuple[int, str]] = field(default_factory=dict)
     _loss_min: float = math.inf
     _last_layer_norms: list[float] = field(default_factory=list)
+    _spike: LossSpike | None = None
     _forecast: dict[str, Any] | None = None
 
     def update(self, step: int, metrics: dict[str, Any]) -> list[dict[str, Any]]:
@@ -59,16 +76,18 @@ class PhaseDetector:
                 events.append(self._decide(step))
                 events.extend(self._score_forecast(step))
         if "last_layer_norm" in metrics:
-            self._last_layer_norms = [*self._last_layer_norms[-3:], metrics["last_layer_norm"]]
-        if "t4" in self.marks:
+            events.extend(self._watch_last_layer_norm(metrics["last_layer_norm"]))
+        if "t2" in self.marks:
             self._watch_heralds(step, metrics)
             events.extend(self._watch_collapse(step, train, test))
         return events
 
     # --- anti-grokking (Prakash & Martin 2025) ----------------------------------------------
+    # Watched from memorization on, not from t4: MNIST-1k peaks near 0.9 and may never reach
+    # the generalization bar, yet its collapse is the paper's headline.
 
     def _watch_heralds(self, step: int, metrics: dict[str, Any]) -> None:
-        """Remember when, after generalization, a layer first had α < 2 and traps appeared."""
+        """Remember when, after memorization, a layer first had α < 2 and traps appeared."""
         alphas = {k: v for k, v in metrics.items() if k.startswith("alpha/") and v == v}
         low = {k: v for k, v in alphas.items() if v < self.thresholds.alpha_overfit}
         if low and "alpha" not in self._heralds:
@@ -89,9 +108,10 @@ class PhaseDetector:
         if self._peak_test is None or smoothed > self._peak_test[0]:
             self._peak_test = (smoothed, step)
         peak, peak_step = self._peak_test
-        # The raw probe must be down too: the EMA lags behind a recovery.
+        # The raw probe must be down too: the EMA lags behind a recovery. A low peak is the
+        # noise of a run that has not generalized yet, not a collapse.
         floor = peak - th.collapse_drop
-        fallen = smoothed <= floor and test < floor
+        fallen = smoothed <= floor and test < floor and peak >= th.collapse_min_peak
         if self._collapsed or train < th.memorized or not fallen:
             return []
         self._collapsed = True
@@ -103,33 +123,54 @@ class PhaseDetector:
         return [self._event("anti_grokking", step, detail)]
 
     def _herald_text(self, kind: str, step: int) -> str:
-        label = {"alpha": f"a layer with α < {self.thresholds.alpha_overfit}", "traps": "traps"}
+        alpha = f"layer with α < {self.thresholds.alpha_overfit}"
+        label = {"alpha": f"a {alpha}", "traps": "traps"}
         if kind not in self._heralds:
-            return f"no {label[kind]} since generalization"
+            return f"no {alpha if kind == 'alpha' else 'traps'} since memorization"
         since, what = self._heralds[kind]
         return f"{label[kind]} since step {since} ({what}), {step - since} steps before"
 
     # --- slingshots (Thilak et al. 2022) -----------------------------------------------------
+    # A slingshot is a loss spike inside a cycle of the last-layer norm: the norm grows up to
+    # the spike and falls after it. A loss jump alone is mini-batch noise or an lr artefact.
 
-    def update_loss(self, step: int, loss: float) -> list[dict[str, Any]]:
-        """Feed the per-step training loss; cheap enough for every step."""
+    def update_loss(self, step: int, loss: float) -> None:
+        """Feed the per-step training loss; cheap enough for every step. A spike is held
+        until the probes after it show the last-layer norm falling (see update)."""
         th = self.thresholds
         if loss < self._loss_min:
             self._loss_min = loss
-            return []
+            return
         if self._loss_min >= th.slingshot_floor or loss < th.slingshot_floor:
-            return []
-        if loss < th.slingshot_factor * self._loss_min:
-            return []
-        detail = (
-            f"slingshot: train loss {loss:.3g} is {loss / self._loss_min:.0f}× its running "
-            f"minimum {self._loss_min:.3g}"
-        )
-        if len(self._last_layer_norms) >= 2:
-            norms = ", ".join(f"{n:.2f}" for n in self._last_layer_norms)
-            detail += f"; last-layer norm at recent probes: {norms}"
+            return
+        if loss < th.slingshot_factor * self._loss_min or self._spike is not None:
+            return
+        norms = self._last_layer_norms
+        if len(norms) >= 2 and norms[-1] > norms[-2]:
+            self._spike = LossSpike(step, loss, self._loss_min, list(norms))
         self._loss_min = loss  # re-arm only after the loss falls again
-        return [self._event("slingshot", step, detail)]
+
+    def _watch_last_layer_norm(self, norm: float) -> list[dict[str, Any]]:
+        self._last_layer_norms = [*self._last_layer_norms[-3:], norm]
+        spike = self._spike
+        if spike is None:
+            return []
+        if norm < spike.peak_norm:
+            self._spike = None
+            return [self._slingshot(spike, norm)]
+        spike.norms_after.append(norm)
+        if len(spike.norms_after) >= SLINGSHOT_PROBES_AFTER:
+            self._spike = None  # the norm kept growing: no cycle, no slingshot
+        return []
+
+    def _slingshot(self, spike: LossSpike, fallen_to: float) -> dict[str, Any]:
+        before = " → ".join(f"{n:.2f}" for n in spike.norms_before[-3:])
+        detail = (
+            f"slingshot: train loss {spike.loss:.3g} is {spike.loss / spike.minimum:.0f}× its "
+            f"running minimum {spike.minimum:.3g}; last-layer norm grew {before} before it "
+            f"and fell from {spike.peak_norm:.2f} to {fallen_to:.2f} after"
+        )
+        return self._event("slingshot", spike.step, detail)
 
     def diverged(self, step: int, reason: str) -> dict[str, Any]:
         return self._event("diverged", step, reason)
@@ -173,25 +214,36 @@ class PhaseDetector:
         }
 
     def _decide(self, step: int) -> dict[str, Any]:
-        gap = self.marks["t4"] - self.marks["t2"]
-        self.outcome = "grokking" if gap > self.thresholds.grokking_gap else "comprehension"
-        relation = ">" if self.outcome == "grokking" else "≤"
-        detail = f"{self.outcome}: t4 - t2 = {gap} steps {relation} {self.thresholds.grokking_gap}"
-        return self._event("outcome", step, detail)
+        """Liu et al.'s rule with both t2 and t4 reached; the ratio t4/t2 makes the gap scale
+        with the run, since a fixed number of steps means little at 1e7 steps."""
+        th = self.thresholds
+        t2, t4 = self.marks["t2"], self.marks["t4"]
+        gap = t4 - t2
+        ratio = t4 / t2 if t2 > 0 else math.inf
+        late = gap > th.grokking_gap and ratio > th.grokking_ratio
+        self.outcome = "grokking" if late else "comprehension"
+        if late:
+            why = f"> {th.grokking_gap} and t4/t2 = {ratio:.3g} > {th.grokking_ratio}"
+        elif gap <= th.grokking_gap:
+            why = f"≤ {th.grokking_gap}"
+        else:
+            why = f"but t4/t2 = {ratio:.3g} ≤ {th.grokking_ratio}"
+        detail = f"{self.outcome}: t4 - t2 = {gap} steps {why}"
+        shown_ratio = round(ratio, 3) if math.isfinite(ratio) else None
+        return {**self._event("outcome", step, detail), "gap": gap, "ratio": shown_ratio}
 
     def finish(self, step: int) -> list[dict[str, Any]]:
         """At the end of a run: the outcome, if the stream has not decided it yet."""
         if self.outcome is not None:
             return []
-        if "t4" in self.marks:  # generalized before memorizing: no gap at all
-            self.outcome = "comprehension"
-            detail = "comprehension: test generalized with train"
-        elif "t2" in self.marks:
+        if "t2" in self.marks:
             self.outcome = "memorization"
             detail = f"memorization: train memorized at {self.marks['t2']}, test never generalized"
         else:
             self.outcome = "confusion"
             detail = "confusion: train accuracy never reached the memorization threshold"
+            if "t4" in self.marks:  # Liu et al.: comprehension needs train reached as well
+                detail += f" (test acc reached the generalization bar at {self.marks['t4']})"
         return [self._event("outcome", step, detail), *self._score_forecast(step)]
 
     def summary(self) -> dict[str, Any]:
@@ -215,7 +267,7 @@ def replay(
     events: list[dict[str, Any]] = []
     for record in records:
         if "loss" in record:
-            events.extend(detector.update_loss(record["step"], record["loss"]))
+            detector.update_loss(record["step"], record["loss"])
         if "forecast/oscillation" in record:
             events.extend(_replay_forecast(detector, record))
         events.extend(detector.update(record["step"], record))

@@ -148,14 +148,16 @@ def test_t4_before_t2_then_memorized() -> None:
     assert detector.marks["t3"] <= detector.marks["t4"]
 
 
-def test_t4_without_t2_is_comprehension_at_finish() -> None:
+def test_t4_without_t2_is_not_comprehension() -> None:
+    """Liu et al.: comprehension and grokking need train and test both reached."""
     stream: Stream = [(0, 0.1, 0.1), (100, 0.9, 0.96), (200, 0.95, 0.97)]
     detector, events = feed(stream)
     assert "t2" not in detector.marks and detector.marks["t4"] == 100
     assert detector.outcome is None
     [outcome] = detector.finish(500)
-    assert detector.outcome == "comprehension"
+    assert detector.outcome == "confusion"
     assert outcome["step"] == 500
+    assert "test acc reached the generalization bar at 100" in outcome["detail"]
 
 
 def test_outcomes_are_the_known_ones() -> None:
@@ -224,6 +226,33 @@ def test_custom_memorized_threshold_moves_t2() -> None:
     assert loose.outcome == "grokking"
     wide, _ = feed(stream, Detector(memorized=0.85, grokking_gap=3000))
     assert wide.outcome == "comprehension"
+
+
+def test_the_outcome_records_gap_and_ratio() -> None:
+    _, events = feed(grokking_stream(), final_step=10_000)
+    [outcome] = outcome_events(events)
+    assert outcome["gap"] == 7800 and outcome["ratio"] == 40.0
+    assert "t4/t2 = 40 > 2.0" in outcome["detail"]
+
+
+def test_a_late_run_needs_the_ratio_as_well_as_the_gap() -> None:
+    """At 1e5 steps, 1,500 steps after a t2 of 40,000 is not late: t4/t2 = 1.04."""
+    stream: Stream = [(0, 0.0, 0.0), (20_000, 0.6, 0.1), (40_000, 1.0, 0.3)]
+    stream += [(40_500, 1.0, 0.5), (41_000, 1.0, 0.8), (41_500, 1.0, 0.97)]
+    detector, events = feed(stream, final_step=100_000)
+    assert detector.outcome == "comprehension"
+    [outcome] = outcome_events(events)
+    assert outcome["gap"] == 1500 and outcome["ratio"] == 1.038
+    assert "but t4/t2 = 1.04 ≤ 2.0" in outcome["detail"]
+    gap_only, _ = feed(stream, Detector(grokking_ratio=1.0), final_step=100_000)
+    assert gap_only.outcome == "grokking"
+
+
+def test_t2_at_step_zero_has_no_ratio_limit() -> None:
+    stream: Stream = [(0, 1.0, 0.1)] + [(s, 1.0, 0.1) for s in range(100, 2000, 100)]
+    detector, events = feed([*stream, (2000, 1.0, 0.99)], final_step=3000)
+    assert detector.outcome == "grokking"
+    assert outcome_events(events)[0]["ratio"] is None
 
 
 def test_custom_comprehension_rise_moves_t3() -> None:

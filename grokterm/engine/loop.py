@@ -249,9 +249,7 @@ def run_training(
             status, reason = "diverged", f"training loss became {loss} at step {session.step}"
             recorder.events([detector.diverged(session.step, reason)])
             break
-        slingshots = detector.update_loss(session.step, loss)
-        if slingshots:
-            recorder.events(slingshots)
+        detector.update_loss(session.step, loss)
         features = session.prober.add_loss(loss)
         if features:
             record.update(features)
