@@ -20,6 +20,7 @@ from grokterm.lab import Lab, LabError
 from grokterm.lab.stream import read_records
 from grokterm.lab.ww_results import (
     COMPARED,
+    FAILURE_PREFIX,
     checkpoint_steps,
     choose_step,
     comparison,
@@ -51,14 +52,18 @@ def run_child(run_dir: Path, step: int) -> Path:
     if done.returncode != 0:
         raise LabError(
             f"WeightWatcher failed on {run_dir.name} at step {step} "
-            f"(exit status {done.returncode}): {last_line(log)}; its output is in {log}"
+            f"(exit status {done.returncode}): {failure_reason(log)}; its output is in {log}"
         )
     return result_path(run_dir, step)
 
 
-def last_line(path: Path) -> str:
-    lines = path.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-    return lines[-1] if lines else "no output"
+def failure_reason(log: Path) -> str:
+    """The child's one-line account of its failure, else the last line it wrote."""
+    lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    reasons = [
+        line.removeprefix(FAILURE_PREFIX) for line in lines if line.startswith(FAILURE_PREFIX)
+    ]
+    return (reasons or lines or ["no output"])[-1]
 
 
 def analyse_checkpoint(lab: Lab, run_id: str, wanted: int | None) -> dict[str, Any]:

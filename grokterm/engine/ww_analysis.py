@@ -14,15 +14,17 @@ from __future__ import annotations
 import logging
 import math
 import os
+import pickle
 import shutil
 import sys
 import tempfile
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from grokterm.lab.store import write_json_atomic
-from grokterm.lab.ww_results import image_name, result_path, results_dir
+from grokterm.lab.ww_results import FAILURE_PREFIX, image_name, result_path, results_dir
 
 PLOTS = ("esd",)  # of the five ESD plots WeightWatcher draws per layer: log-log, with the fit
 WW_MODULE_KINDS = ("linear", "conv", "embedding")  # what WeightWatcher recognises by class name
@@ -42,6 +44,10 @@ COLUMNS = (
     "rand_num_spikes",
     "warning",
 )
+
+
+class CheckpointError(Exception):
+    pass
 
 
 def import_weightwatcher():
@@ -98,7 +104,13 @@ def analyse(run_dir: Path, step: int, seed: int) -> dict[str, Any]:
     from grokterm.engine.checkpoints import load_model
 
     ww = import_weightwatcher()
-    model = load_model(run_dir, step)
+    try:
+        model = load_model(run_dir, step)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        # torch's message (in the log) is long and suggests weights_only=False: not advice
+        # to pass on
+        name = type(exc).__name__
+        raise CheckpointError(f"cannot load the checkpoint at step {step} ({name})") from exc
     folder = results_dir(run_dir)
     folder.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=folder, prefix=f".step-{step}-", suffix=".tmp"))
@@ -140,8 +152,15 @@ def layer_row(row, step: int, scratch: Path, folder: Path) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     run_dir, step = Path(argv[0]), int(argv[1])
     seed = int(argv[2]) if len(argv) > 2 else 0
-    result = analyse(run_dir, step, seed)
-    write_json_atomic(result_path(run_dir, step), result)  # last: it names the images
+    try:
+        result = analyse(run_dir, step, seed)
+        write_json_atomic(result_path(run_dir, step), result)  # last: it names the images
+    except Exception as exc:
+        traceback.print_exc()
+        first_line = (str(exc).strip().splitlines() or [""])[0]
+        # the parent reports this line (FAILURE_PREFIX) and points at the log for the rest
+        print(f"{FAILURE_PREFIX}{type(exc).__name__}: {first_line}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from grokterm.lab.store import LabError
 
 RESULTS_DIR = "weightwatcher"
+FAILURE_PREFIX = "analysis failed: "  # the child's last line in its log when it fails
 _RESULT_NAME = re.compile(r"step-(\d+)\.json")
 _CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pt")  # grokterm/engine/checkpoints.py's names
 
