@@ -260,3 +260,14 @@ def test_weights_weightwatcher_skips_are_named_with_the_reason():
         assert reasons[f"attn.in_proj_weight.{part}"].startswith("fused QKV")
     assert reasons["pos"].startswith("raw parameter")
     assert reasons["tiny.weight"].startswith("fewer than 8 eigenvalues")
+
+
+def test_the_parent_side_imports_neither_torch_nor_weightwatcher():
+    code = """
+        import sys
+        import grokterm.cli, grokterm.weightwatch, grokterm.lab.export, grokterm.lab.ww_results
+        print(sorted(m for m in ("torch", "weightwatcher", "matplotlib") if m in sys.modules))
+    """
+    done = python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
