@@ -214,6 +214,10 @@ def cmd_tui(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.weightwatcher:
+        return analyze_weightwatcher(args)
+    if args.step is not None:
+        raise UsageError("analyze: --step goes with --weightwatcher")
     from grokterm import views
     from grokterm.lab.stream import read_records
     from grokterm.phases import replay
@@ -233,6 +237,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         dump_json(analysis)
     else:
         views.print_analysis(console(), analysis)
+    return 0
+
+
+def analyze_weightwatcher(args: argparse.Namespace) -> int:
+    from grokterm.weightwatch import analyse_checkpoint, print_weightwatcher
+
+    if args.set:
+        raise UsageError("analyze: --set changes detector thresholds, not --weightwatcher")
+    lab = lab_from(args)
+    run_id = lab.resolve(args.run)
+    if sys.stderr.isatty():
+        print("running WeightWatcher in a child process...", file=sys.stderr)
+    analysis = analyse_checkpoint(lab, run_id, args.step)
+    if args.json:
+        dump_json(analysis)
+    else:
+        print_weightwatcher(console(), analysis)
     return 0
 
 
@@ -342,8 +363,24 @@ def build_parser() -> Parser:
         "runs whose folders the log lacks",
     )
 
-    p = add("analyze", cmd_analyze, "re-run the phase detector on a stored run")
+    p = add(
+        "analyze",
+        cmd_analyze,
+        "re-run the phase detector on a stored run, or WeightWatcher on one of its checkpoints",
+    )
     p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--weightwatcher",
+        action="store_true",
+        help="run WeightWatcher on a checkpoint and show its per-layer numbers beside the "
+        "live ones (kept in the run folder for export)",
+    )
+    p.add_argument(
+        "--step",
+        type=non_negative,
+        help="with --weightwatcher: the checkpoint at or nearest before this step "
+        "(default: the last)",
+    )
     p.add_argument(
         "--set",
         action="append",

@@ -15,7 +15,9 @@ import logging
 import math
 import subprocess
 import sys
+import tomllib
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from grokterm.engine.tasks import make_dataset
 from grokterm.presets import load_experiment
 from grokterm.probes import htsr
 
+ORACLE_VERSION = "0.7.7"  # the WeightWatcher these comparisons were made against
 PRESETS = {"modadd-mlp": ["task.p=31"], "digits-mlp": [], "nanda": ["task.p=31"]}
 FIT_COLUMNS = ("alpha", "D", "xmin", "sigma", "alpha_weighted", "log_spectral_norm", "stable_rank")
 
@@ -73,7 +76,7 @@ def ww():
         ("ignore", None, Warning, None, 0) in filters
     )
     assert root.handlers == handlers and root.level == level
-    assert weightwatcher.__version__ == "0.7.7"
+    assert weightwatcher.__version__ == ORACLE_VERSION
     return weightwatcher
 
 
@@ -146,6 +149,18 @@ def module_weights(model: nn.Module) -> set[str]:
         for name, module in model.named_modules()
         if isinstance(module, nn.Linear | nn.Embedding)
     }
+
+
+def test_oracle_version_is_the_pinned_one():
+    """pyproject and constraints.txt both pin the version the oracle assertions hold for, so
+    a new WeightWatcher release cannot reach a fresh install and break them."""
+    root = Path(__file__).resolve().parent.parent
+    with open(root / "pyproject.toml", "rb") as file:
+        dependencies = tomllib.load(file)["project"]["dependencies"]
+    pins = [d.split("#")[0].replace(" ", "") for d in dependencies if d.startswith("weightwatcher")]
+    assert pins == [f"weightwatcher=={ORACLE_VERSION}"]
+    constraints = (root / "constraints.txt").read_text().splitlines()
+    assert f"weightwatcher=={ORACLE_VERSION}" in constraints
 
 
 # --- layer matrices, ESD ------------------------------------------------------------------

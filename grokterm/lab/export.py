@@ -15,7 +15,15 @@ from typing import Any
 from urllib.parse import quote
 
 from grokterm.lab.store import Lab, LabError, data_text, write_bytes_atomic
-from grokterm.lab.stream import read_metrics, series
+from grokterm.lab.stream import read_metrics, read_records, series
+from grokterm.lab.ww_results import (
+    COMPARED,
+    comparison,
+    live_steps,
+    results_dir,
+    step_used,
+    stored_results,
+)
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 PHASE_KINDS = ("t1", "t2", "t3", "t4")
@@ -205,9 +213,64 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
     if charts:
         parts += ["", "### Charts", ""]
         parts += [f"![{kind}]({quote(path.name)})" for kind, path in charts.items()]
+    ww_parts, ww_images = weightwatcher_section(lab, run_id, target)
+    parts += ww_parts
     config_rows = [[k, v] for k, v in flatten(record.get("config") or {}).items()]
     parts += ["", "### Config", "", table(["field", "value"], config_rows), ""]
-    return "\n".join(parts), list(charts.values())
+    return "\n".join(parts), [*charts.values(), *ww_images]
+
+
+def weightwatcher_section(lab: Lab, run_id: str, target: Path) -> tuple[list[str], list[Path]]:
+    """The results of `grokterm analyze RUN --weightwatcher`, if any: per checkpoint, its
+    table beside the live values and its ESD plots, copied beside the Markdown."""
+    run_dir = lab.run_dir(run_id)
+    results = stored_results(run_dir)
+    if not results:
+        return [], []
+    records = read_records(run_dir / "metrics.jsonl")
+    parts, images = ["", "### WeightWatcher", ""], []
+    for result in results:
+        analysis = comparison(result, records)
+        parts += weightwatcher_table(analysis)
+        for row in analysis["rows"]:
+            for name in row["images"]:
+                copy = copy_beside(results_dir(run_dir) / name, target, f"{run_id}-ww-{name}")
+                if copy:
+                    images.append(copy)
+                    alt = escape_markdown(f"{row['layer']}: ESD at step {analysis['step']}")
+                    parts.append(f"![{alt}]({quote(copy.name)})")
+        parts.append("")
+    return parts, images
+
+
+def weightwatcher_table(analysis: dict[str, Any]) -> list[str]:
+    step = analysis["step"]
+    intro = (
+        f"WeightWatcher {analysis['weightwatcher']} on {step_used(step, step)}; "
+        f"{live_steps(analysis['rows'], step)}."
+    )
+    header = ["layer"] + [f"{label} {who}" for label in COMPARED.values() for who in ("WW", "live")]
+    rows = [
+        [row["layer"], *(row[who][column] for column in COMPARED for who in ("ww", "live"))]
+        for row in analysis["rows"]
+    ]
+    notes = [
+        f"- {escape_markdown(row['layer'])}: {escape_markdown(row['note'])}"
+        for row in analysis["rows"]
+        if row["note"]
+    ]
+    return [escape_markdown(intro), "", table(header, rows), "", *notes, *([""] if notes else [])]
+
+
+def copy_beside(source: Path, target: Path, name: str) -> Path | None:
+    """An atomic copy of `source` next to the Markdown `target`, or None if it is gone."""
+    try:
+        data = source.read_bytes()
+    except FileNotFoundError:
+        return None
+    copy = target.with_name(f"{target.stem}-{name}")
+    write_bytes_atomic(copy, data)
+    return copy
 
 
 def export_runs(lab: Lab, run_ids: list[str], target: Path) -> list[Path]:
