@@ -58,7 +58,7 @@ class Run:
         return self.lab.add_note(text, run_id=self.id, step=step)
 
     def checkpoints(self) -> list[int]:
-        from grokterm.engine.checkpoints import list_checkpoints
+        from grokterm.lab.checkpoint_files import list_checkpoints
 
         return list(list_checkpoints(self.dir / "checkpoints"))
 

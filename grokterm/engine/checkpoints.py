@@ -14,24 +14,11 @@ import torch
 
 from grokterm.engine.models import build_model
 from grokterm.engine.tasks import task_shape
+from grokterm.lab.checkpoint_files import checkpoint_path, list_checkpoints
 from grokterm.lab.store import with_filename
 
 if TYPE_CHECKING:
     from grokterm.engine.loop import Session
-
-
-def checkpoint_path(folder: Path, step: int) -> Path:
-    return folder / f"step-{step:09d}.pt"
-
-
-def list_checkpoints(folder: Path) -> dict[int, Path]:
-    found = {}
-    for path in folder.glob("step-*.pt"):
-        try:
-            found[int(path.stem.removeprefix("step-"))] = path
-        except ValueError:
-            continue
-    return dict(sorted(found.items()))
 
 
 def save_checkpoint(session: Session, folder: Path) -> Path:

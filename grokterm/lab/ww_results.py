@@ -20,12 +20,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from grokterm.lab.checkpoint_files import list_checkpoints
 from grokterm.lab.store import LabError
 
 RESULTS_DIR = "weightwatcher"
 FAILURE_PREFIX = "analysis failed: "  # the child's last line in its log when it fails
 _RESULT_NAME = re.compile(r"step-(\d+)\.json")
-_CHECKPOINT_NAME = re.compile(r"step-(\d+)\.pt")  # grokterm/engine/checkpoints.py's names
 
 # grokterm's metric-stream key prefix for each compared column (grokterm/probes/htsr.py)
 LIVE_KEYS = {
@@ -57,11 +57,7 @@ def image_name(step: int, layer_id: int, plot: str) -> str:
 
 def checkpoint_steps(run_dir: Path) -> list[int]:
     """Steps of the run's checkpoints, ascending (without importing torch)."""
-    folder = run_dir / "checkpoints"
-    if not folder.is_dir():
-        return []
-    matches = (_CHECKPOINT_NAME.fullmatch(path.name) for path in folder.iterdir())
-    return sorted(int(match.group(1)) for match in matches if match)
+    return list(list_checkpoints(run_dir / "checkpoints"))
 
 
 def choose_step(run_id: str, steps: list[int], wanted: int | None) -> int:
