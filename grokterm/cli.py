@@ -247,8 +247,6 @@ def analyze_weightwatcher(args: argparse.Namespace) -> int:
         raise UsageError("analyze: --set changes detector thresholds, not --weightwatcher")
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
-    if sys.stderr.isatty():
-        print("running WeightWatcher in a child process...", file=sys.stderr)
     analysis = analyse_checkpoint(lab, run_id, args.step)
     if args.json:
         dump_json(analysis)

@@ -41,7 +41,9 @@ def run_child(run_dir: Path, step: int) -> Path:
     log = log_path(run_dir, step)
     # CPU only: on a GPU WeightWatcher casts weights to float16.
     env = {**os.environ, "MPLBACKEND": "Agg", "CUDA_VISIBLE_DEVICES": ""}
-    with open(log, "wb") as out:
+    doing = f"WeightWatcher on the checkpoint at step {step}, in a child process…"
+    waiting = Console(stderr=True).status(doing)
+    with open(log, "wb") as out, waiting:
         done = subprocess.run(
             [sys.executable, "-m", CHILD_MODULE, str(run_dir), str(step)],
             stdin=subprocess.DEVNULL,
