@@ -176,6 +176,9 @@ class Optimizer(Section):
     embedding_lr: float | None = Field(
         None, gt=0, le=10, description="own lr for embedding tables (Liu's toy); none = lr"
     )
+    embedding_weight_decay: float | None = Field(
+        None, ge=0, le=100, description="own wd for embedding tables (Liu's toy); none = wd"
+    )
 
 
 class Schedule(Section):

@@ -67,13 +67,17 @@ def loss_function(kind: str, n_classes: int, out_dim: int = 1):
 
 
 def parameter_groups(exp: Experiment, model: nn.Module) -> list[dict[str, Any]]:
-    """All parameters at optim.lr, or embedding tables at optim.embedding_lr when set."""
-    if exp.optim.embedding_lr is None:
+    """All parameters at optim.lr and optim.weight_decay, or embedding tables in a group of
+    their own when optim.embedding_lr or optim.embedding_weight_decay is set."""
+    o = exp.optim
+    own = {"lr": o.embedding_lr, "weight_decay": o.embedding_weight_decay}
+    own = {key: value for key, value in own.items() if value is not None}
+    if not own:
         return [{"params": list(model.parameters())}]
     embedding = [p for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()]
     chosen = {id(p) for p in embedding}
     rest = [p for p in model.parameters() if id(p) not in chosen]
-    return [{"params": embedding, "lr": exp.optim.embedding_lr}, {"params": rest}]
+    return [{"params": embedding, **own}, {"params": rest}]
 
 
 def build_optimizer(exp: Experiment, model: nn.Module) -> torch.optim.Optimizer:
