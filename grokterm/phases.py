@@ -76,7 +76,7 @@ class PhaseDetector:
             self._heralds["alpha"] = (step, f"{layer} α={low[min(low, key=low.get)]:.2f}")
         traps = metrics.get("traps_total")
         if traps and traps > 0 and "traps" not in self._heralds:
-            self._heralds["traps"] = (step, f"{int(traps)} trap(s)")
+            self._heralds["traps"] = (step, f"{traps:.3g} trap(s) per shuffle")
 
     def _watch_collapse(self, step: int, train: float, test: float) -> list[dict[str, Any]]:
         th = self.thresholds
