@@ -378,6 +378,24 @@ def test_records_cover_every_step_and_probes_follow_the_cadence(tmp_path: Path) 
     assert list(checkpoints.list_checkpoints(tmp_path / "ck")) == [25]
 
 
+def test_early_loss_statistics_are_recorded_in_the_stream_events_and_summary(
+    tmp_path: Path,
+) -> None:
+    exp = small_experiment(schedule={"steps": 20, "batch_size": 32}, probes={"forecast_steps": 16})
+    _, recorder, outcome = train(exp, tmp_path / "ck")
+    losses = [r["loss"] for r in recorder.records[1:17]]
+    [at] = [r for r in recorder.records if "forecast/m0" in r]
+    assert at["step"] == 16
+    assert at["forecast/m0"] == pytest.approx(float(np.var(losses)), rel=1e-12)
+    assert at["forecast/low_freq_amp"] > 0
+    [event] = [e for e in recorder.event_list if e["kind"] == "forecast"]
+    assert event["step"] == 16 and event["forecast_m0"] == at["forecast/m0"]
+    assert "will_grok" not in event
+    assert outcome.summary["forecast_m0"] == at["forecast/m0"]
+    assert outcome.summary["forecast_low_freq_amp"] == at["forecast/low_freq_amp"]
+    assert not any(e["kind"] == "forecast_scored" for e in recorder.event_list)
+
+
 def test_non_commutative_op_has_no_swap_split(tmp_path: Path) -> None:
     exp = small_experiment(task={"op": "-"}, schedule={"steps": 2, "eval_every": 1})
     _, recorder, _ = train(exp, tmp_path / "ck")

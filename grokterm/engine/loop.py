@@ -259,13 +259,7 @@ def run_training(
         features = session.prober.add_loss(loss)
         if features:
             record.update(features)
-            forecast = session.prober.forecast(features)
-            if forecast:
-                recorder.events(
-                    detector.record_forecast(
-                        session.step, forecast["will_grok"], forecast["detail"]
-                    )
-                )
+            recorder.events(detector.record_forecast(session.step, features))
         if session.step in session.eval_steps:
             last_probe = probe(session)
             session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
@@ -289,6 +283,7 @@ def run_training(
         recorder.events(detector.finish(session.step))
     summary = {
         **detector.summary(),
+        **detector.forecast_summary(),
         **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
         "weight_norm": last_probe.get("weight_norm"),
         "best_test_acc": session.best_test_acc if math.isfinite(session.best_test_acc) else None,

@@ -1,5 +1,5 @@
 """The probes of a run at their cadences, and the per-step loss windows behind the spectral
-probe and the grokking forecast.
+probe and the early-loss statistics (seed 003).
 
 Probes never touch the global RNGs (each draws from its own seeded generator), so turning
 one on or off never changes the training trajectory.
@@ -40,19 +40,14 @@ class Prober:
     # --- every step ------------------------------------------------------------------------
 
     def add_loss(self, loss: float) -> dict[str, float] | None:
-        """Feed the step's loss; returns the forecast features once, when the early window
-        fills up."""
+        """Feed the step's loss; returns the early-loss statistics (``forecast/m0``,
+        ``forecast/low_freq_amp``) once, when the early window fills up."""
         if self.loss_window is None:
             return None
         self.loss_window.add(loss)
         if self.early_window is not None:
             return self.early_window.add(loss)
         return None
-
-    def forecast(self, features: dict[str, float]) -> dict[str, Any] | None:
-        from grokterm.probes import spectral
-
-        return spectral.grokking_forecast(features, self.exp.detector.forecast_threshold)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs so that a resumed run probes exactly as an unbroken one."""
