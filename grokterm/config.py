@@ -199,7 +199,9 @@ class Probes(Section):
     Accuracy and loss always run."""
 
     weight_norm: bool = Field(True, description="total, per-layer and last-layer norm")
-    cosine_distance: bool = Field(True, description="1 - cos(θ_t, θ_prev probe)")
+    cosine_distance: bool = Field(
+        True, description="1 - cos(θ_t, θ_t-1): at each probe step, against the step before"
+    )
     htsr: bool = Field(True, description="HTSR alpha per weight matrix (WeightWatcher's fit)")
     htsr_every: int = Field(1, ge=1, description="alpha every N-th eval point")
     htsr_float64: bool = Field(False, description="eigenvalues in float64 (slower, exact)")

@@ -378,6 +378,23 @@ def test_records_cover_every_step_and_probes_follow_the_cadence(tmp_path: Path) 
     assert list(checkpoints.list_checkpoints(tmp_path / "ck")) == [25]
 
 
+def test_cosine_distance_is_between_the_probe_step_and_the_step_before(tmp_path: Path) -> None:
+    """Seed 003's 1 − cos(θ_t, θ_{t−1}) between consecutive steps, not between probes."""
+    from grokterm.probes.basic import cosine_distance, flat_parameters
+
+    exp = small_experiment(schedule={"steps": 20, "eval_every": 10, "batch_size": 32})
+    _, recorder, _ = train(exp, tmp_path / "ck")
+    replica = loop.build_session(exp)
+    thetas = [flat_parameters(replica.model).clone()]
+    for _ in range(20):
+        loop.train_step(replica)
+        thetas.append(flat_parameters(replica.model).clone())
+    for step in (10, 20):
+        expected = cosine_distance(thetas[step], thetas[step - 1])
+        assert recorder.records[step]["cos_dist"] == expected
+        assert expected < cosine_distance(thetas[step], thetas[step - 10])
+
+
 def test_early_loss_statistics_are_recorded_in_the_stream_events_and_summary(
     tmp_path: Path,
 ) -> None:

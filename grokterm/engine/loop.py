@@ -18,7 +18,7 @@ from torch import nn
 from grokterm.config import COMMUTATIVE_OPS, Experiment, ModularTask
 from grokterm.engine.checkpoints import save_checkpoint
 from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
-from grokterm.engine.probing import Prober, basic_probes
+from grokterm.engine.probing import Prober, basic_probes, keep_params_before_probe
 from grokterm.engine.stopping import StopFlag
 from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
 from grokterm.phases import PhaseDetector
@@ -246,6 +246,7 @@ def run_training(
         if stop.reason:
             status, reason = "stopped", stop.reason
             break
+        keep_params_before_probe(session)
         loss = train_step(session)
         record: dict[str, Any] = {"step": session.step, "loss": loss}
         if not math.isfinite(loss):

@@ -140,15 +140,22 @@ def _arrays(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
+def keep_params_before_probe(session) -> None:
+    """Before the optimizer step that lands on a probe step, keep a copy of θ, so that the
+    probe measures 1 − cos(θ_t, θ_{t−1}) between consecutive steps (seed 003). Only then:
+    a copy every step would double the loop's memory traffic."""
+    if session.exp.probes.cosine_distance and session.step + 1 in session.eval_steps:
+        session.previous_params = basic.flat_parameters(session.model).clone()
+
+
 def basic_probes(session) -> dict[str, Any]:
     """Accuracy and loss always; norms and cosine distance when switched on."""
     exp, model = session.exp, session.model
     out = basic.accuracy_probe(model, session.data, session.loss_fn, session.swap_seen)
     if exp.probes.weight_norm:
         out.update(basic.weight_norm_probe(model))
-    if exp.probes.cosine_distance:
+    if exp.probes.cosine_distance and session.previous_params is not None:
         params = basic.flat_parameters(model)
-        if session.previous_params is not None:
-            out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
-        session.previous_params = params.clone()
+        out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
+        session.previous_params = None
     return out
