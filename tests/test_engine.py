@@ -395,6 +395,21 @@ def test_cosine_distance_is_between_the_probe_step_and_the_step_before(tmp_path:
         assert expected < cosine_distance(thetas[step], thetas[step - 10])
 
 
+def test_cosine_distance_resolves_the_tiny_angle_of_one_step() -> None:
+    from grokterm.probes.basic import cosine_distance
+
+    rest = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    phi, (p, q) = 1e-3, (3.0, 4.0)
+    turned = (p * math.cos(phi) - q * math.sin(phi), p * math.sin(phi) + q * math.cos(phi))
+    before = torch.cat([torch.tensor([p, q]), rest])
+    after = torch.cat([torch.tensor(turned), rest])
+    # only (p, q) turns by phi: 1 − cos = 2 sin²(phi/2) (p² + q²) / ‖θ‖², about 1.25e-10
+    norm2 = before.double().pow(2).sum().item()
+    expected = 2 * math.sin(phi / 2) ** 2 * (p * p + q * q) / norm2
+    assert cosine_distance(after, before) == pytest.approx(expected, rel=1e-3)
+    assert cosine_distance(before, before) == 0.0
+
+
 def test_early_loss_statistics_are_recorded_in_the_stream_events_and_summary(
     tmp_path: Path,
 ) -> None:
