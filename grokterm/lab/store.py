@@ -24,6 +24,8 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
+from grokterm.errors import GrokError
+
 RUN_STATUSES = ("queued", "running", "finished", "stopped", "crashed", "diverged")
 NOTE_MAX_CHARS = 10_000
 # Tables whose rows are never deleted: a write that would leave fewer of them than the
@@ -43,7 +45,7 @@ def data_text(data: dict[str, Any]) -> str:
     return f"{data.get('source')}: {data.get('n_train'):,} train / {data.get('n_test'):,} test"
 
 
-class LabError(Exception):
+class LabError(GrokError):
     """A lab-log problem, phrased as one line the user can act on."""
 
 

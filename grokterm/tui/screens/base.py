@@ -12,9 +12,9 @@ REPEAT_AFTER_SECONDS = 30.0
 
 
 def describe_error(error: BaseException | None) -> str:
-    from grokterm.lab import LabError
+    from grokterm.errors import GrokError
 
-    if isinstance(error, LabError):  # already one line meant for the user
+    if isinstance(error, GrokError):  # already one line meant for the user
         return str(error)
     return f"{type(error).__name__}: {error}"
 

@@ -23,6 +23,7 @@ from textual.worker import Worker, WorkerState
 
 from grokterm import launcher
 from grokterm.config import Experiment
+from grokterm.errors import GrokError
 from grokterm.lab import Lab, LabError
 from grokterm.presets import ConfigError, list_presets, load_experiment, save_preset
 from grokterm.tui.widgets.config_form import ConfigForm
@@ -370,12 +371,12 @@ class LaunchScreen(Screen):
     def _launch(self, experiment: Experiment, preset: str | None) -> None:
         try:
             run_id = launcher.create_run(self.lab, experiment, preset)
-        except (ConfigError, LabError, OSError) as exc:
+        except (GrokError, OSError) as exc:
             self.app.call_from_thread(self._launch_failed, f"Run not created: {exc}")
             return
         try:
             launcher.start_detached(self.lab, run_id)
-        except (ConfigError, LabError, OSError) as exc:
+        except (GrokError, OSError) as exc:
             try:  # the record would otherwise stay 'queued' for ever
                 self.lab.update_run(run_id, status="crashed", reason=f"did not start: {exc}")
             except (LabError, OSError):
@@ -425,7 +426,7 @@ class LaunchScreen(Screen):
             header += f"\nStarted from the preset {self.preset_name}."
         try:
             path = save_preset(experiment, name, header)
-        except (ConfigError, LabError, OSError) as exc:
+        except (GrokError, OSError) as exc:
             self.notify(f"Preset not saved: {exc}", severity="error", markup=False)
             return
         self.presets = list(list_presets())
