@@ -252,18 +252,17 @@ def test_run_series_version_bumps_only_on_change_and_reset_clears():
 # --- StepSeries: a per-step column ---------------------------------------------------------
 
 
-def column_of(values: list[float]) -> StepSeries:
-    column = StepSeries()
+def column_of(values: list[float], block: int = 4096) -> StepSeries:
+    column = StepSeries(block)
     for start in range(0, len(values), 1000):  # in slices, as a tail delivers them
         column.extend(array("d", values[start : start + 1000]))
     return column
 
 
 def loss_like(n: int, seed: int = 0) -> list[float]:
-    """A loss per step with holes (NaN), step 0 empty, zeros and infinities sprinkled in.
-    Values are float32-exact: the column holds float32."""
+    """A loss per step with holes (NaN), step 0 empty, zeros and infinities sprinkled in."""
     rng = random.Random(seed)
-    values = [float(np.float32(rng.lognormvariate(0, 2))) for _ in range(n)]
+    values = [rng.lognormvariate(0, 2) for _ in range(n)]
     values[0] = math.nan
     for i in rng.sample(range(1, n), n // 50):
         values[i] = rng.choice([math.nan, 0.0, math.inf, -1.0])
@@ -279,9 +278,10 @@ def brute_extremes(values, start, end, log_y):
 @pytest.mark.parametrize("log_x", [False, True])
 @pytest.mark.parametrize("log_y", [False, True])
 @pytest.mark.parametrize("n,buckets", [(20_000, 100), (5_000, 37), (150, 100)])
-def test_step_column_buckets_hold_the_brute_force_min_and_max(log_x, log_y, n, buckets):
+@pytest.mark.parametrize("block", [4096, 7, 64])  # buckets from raw values, from blocks
+def test_step_column_buckets_hold_the_brute_force_min_and_max(log_x, log_y, n, buckets, block):
     values = loss_like(n)
-    steps, ys = column_of(values).chart_points(buckets, log_x, log_y)
+    steps, ys = column_of(values, block).chart_points(buckets, log_x, log_y)
     assert steps == sorted(set(steps))
     assert all(ys[i] == values[int(step)] for i, step in enumerate(steps))
     shown = [s for s in range(1 if log_x else 0, n) if math.isfinite(values[s])]
@@ -299,10 +299,11 @@ def test_step_column_buckets_hold_the_brute_force_min_and_max(log_x, log_y, n, b
 
 
 @pytest.mark.parametrize("log_x", [False, True])
-def test_step_column_draws_the_points_downsample_draws(log_x):
-    values = [float(np.float32(v)) for v in noisy(30_000, seed=3)[1]]
+@pytest.mark.parametrize("block", [4096, 16])
+def test_step_column_draws_the_points_downsample_draws(log_x, block):
+    values = [round(v, 2) for v in noisy(30_000, seed=3)[1]]  # rounded: many ties
     values[0] = math.nan  # no loss at step 0
-    steps, ys = column_of(values).chart_points(120, log_x, log_y=False)
+    steps, ys = column_of(values, block).chart_points(120, log_x, log_y=False)
     expected = downsample(list(range(1, 30_000)), values[1:], 120, log_x)
     assert (steps, ys) == expected
 
