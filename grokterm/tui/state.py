@@ -10,27 +10,40 @@ from typing import Any
 
 from grokterm import launcher
 from grokterm.lab import Lab
-from grokterm.lab.stream import StreamTail
+from grokterm.lab.stream import COLUMN_METRIC, ColumnTail, StreamTail, loss_column_path
 from grokterm.tui.series import RunSeries
 
 
 class RunTail:
-    """A run's metrics.jsonl, read as it grows. Shared by screens and polled from threads."""
+    """A run's metric stream, read as it grows. Shared by screens and polled from threads.
+
+    The per-step loss column is read only for a view that charts it (the monitor) and
+    dropped when no view does: a compare of a sweep would otherwise hold every cell's."""
 
     def __init__(self, lab: Lab, run_id: str):
-        self.tail = StreamTail(lab.run_dir(run_id) / "metrics.jsonl")
+        stream = lab.run_dir(run_id) / "metrics.jsonl"
+        self.tail = StreamTail(stream)
+        self.column_path = loss_column_path(stream)
+        self.column_tail: ColumnTail | None = None
         self.series = RunSeries()
         self._lock = threading.Lock()
 
-    def poll(self) -> bool:
-        """Read new records; True when the series changed. A poll already under way wins:
-        two readers of one tail would add the same records twice."""
+    def poll(self, with_column: bool = False) -> bool:
+        """Read new records (and, asked, new per-step losses); True when the series changed.
+        A poll already under way wins: two readers of one tail would add the same records
+        twice."""
         if not self._lock.acquire(blocking=False):
             return False
         try:
-            return self._read()
+            changed = self._read()
+            return self._read_column() or changed if with_column else changed
         finally:
             self._lock.release()
+
+    def drop_column(self) -> None:
+        with self._lock:
+            self.column_tail = None
+            self.series.reset_column(COLUMN_METRIC)
 
     def _read(self) -> bool:
         records = self.tail.read_new()
@@ -38,6 +51,20 @@ class RunTail:
             self.series.reset()
         self.series.extend(records)
         return bool(records) or self.tail.reset
+
+    def _read_column(self) -> bool:
+        if self.column_tail is None:
+            self.column_tail = ColumnTail(self.column_path)
+        tail, changed = self.column_tail, False
+        while True:  # in slices, so that a long run's first read never holds two copies
+            values = tail.read_new()
+            if tail.reset:  # rewritten by a resume
+                self.series.reset_column(COLUMN_METRIC)
+                changed = True
+            if not values:
+                return changed
+            self.series.extend_column(COLUMN_METRIC, values, tail.steps_on_disk())
+            changed = True
 
 
 class LabState:

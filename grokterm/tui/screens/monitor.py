@@ -95,6 +95,9 @@ class MonitorScreen(ChartScreen):
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
         self.layout_charts()
 
+    def on_unmount(self) -> None:
+        self.tail.drop_column()
+
     def layout_charts(self) -> None:
         """Wide: all four charts. Narrow (80x24): one at a time, `c` shows the next."""
         narrow = self.has_class("-narrow")
@@ -110,7 +113,7 @@ class MonitorScreen(ChartScreen):
     def poll(self) -> None:
         """Read new metric records and the run's record off the UI thread."""
         ticket = self.freshness.ticket()
-        changed = self.tail.poll()
+        changed = self.tail.poll(with_column=True)
         view = self.state.run(self.run_id)
         events, notes = self.state.events(self.run_id), self.state.notes(self.run_id)
         self.app.call_from_thread(self.apply_fresh, view, events, notes, changed, ticket)
