@@ -65,7 +65,7 @@ def make_lab(root: Path, runs: int) -> None:
     config = experiment.model_dump(mode="json")
     statuses = ["finished", "finished", "stopped", "crashed", "finished", "running"]
     for i in range(runs):
-        run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"])["id"]
+        run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"]).id
         status = statuses[i % len(statuses)]
         summary = {"t2": 150 + i, "t4": 4450 + 10 * i, "phase": "grokking",
                    "train_acc": 1.0, "test_acc": 0.95 + (i % 5) / 100}

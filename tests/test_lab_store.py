@@ -42,15 +42,15 @@ def test_create_run_allocates_ids_and_directories(lab: Lab) -> None:
     first = lab.create_run("demo", "cpu-demo", {"lr": 1e-3}, ["a"])
     second = lab.create_run("demo", None, {}, [])
 
-    assert (first["id"], first["seq"]) == ("demo-1", 1)
-    assert (second["id"], second["seq"]) == ("demo-2", 2)
-    assert first["status"] == "queued"
-    assert first["step"] == 0 and first["summary"] == {} and first["reason"] is None
-    assert first["started"] is None and first["ended"] is None
+    assert (first.id, first.seq) == ("demo-1", 1)
+    assert (second.id, second.seq) == ("demo-2", 2)
+    assert first.status == "queued"
+    assert first.step == 0 and first.summary == {} and first.reason is None
+    assert first.started is None and first.ended is None
     assert (lab.runs_dir / "demo-1" / "checkpoints").is_dir()
     assert lab.run_dir("demo-2") == lab.runs_dir / "demo-2"
     assert lab.get_run("demo-1") == first
-    assert [run["id"] for run in lab.list_runs()] == ["demo-1", "demo-2"]
+    assert [run.id for run in lab.list_runs()] == ["demo-1", "demo-2"]
 
 
 def test_run_names_are_sanitised() -> None:
@@ -61,21 +61,21 @@ def test_run_names_are_sanitised() -> None:
 
 def test_run_id_skips_a_directory_left_by_a_lost_lab_log(lab: Lab) -> None:
     (lab.runs_dir / "demo-1").mkdir(parents=True)
-    assert lab.create_run("demo", None, {}, [])["id"] == "demo-2"
+    assert lab.create_run("demo", None, {}, []).id == "demo-2"
 
 
 def test_update_run_replaces_fields_wholesale(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     lab.update_run(run_id, summary={"a": 1, "b": 2})
     updated = lab.update_run(run_id, status="running", summary={"c": 3}, step=10)
 
-    assert updated["summary"] == {"c": 3}
-    assert lab.get_run(run_id)["status"] == "running"
-    assert lab.get_run(run_id)["step"] == 10
+    assert updated.summary == {"c": 3}
+    assert lab.get_run(run_id).status == "running"
+    assert lab.get_run(run_id).step == 10
 
 
 def test_update_run_rejects_unknown_runs_and_bad_fields(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     with pytest.raises(RunNotFound):
         lab.update_run("nope-9", status="running")
     with pytest.raises(LabError, match="unknown run status"):
@@ -131,7 +131,7 @@ def test_reads_of_an_existing_lab_create_no_lock_file(lab: Lab) -> None:
 
 
 def test_notes_on_runs_and_on_the_lab(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     general = lab.add_note("a general note")
     on_run = lab.add_note("memorised", run_id=run_id, step=300)
 
@@ -145,8 +145,8 @@ def test_notes_on_runs_and_on_the_lab(lab: Lab) -> None:
 
 
 def test_events_are_ordered_and_deleted_after_a_step(lab: Lab) -> None:
-    a = lab.create_run("a", None, {}, [])["id"]
-    b = lab.create_run("b", None, {}, [])["id"]
+    a = lab.create_run("a", None, {}, []).id
+    b = lab.create_run("b", None, {}, []).id
 
     def event(step: int, kind: str) -> dict:
         return {"step": step, "kind": kind, "detail": "", "thresholds": {"train_acc": 0.99}}
@@ -155,13 +155,13 @@ def test_events_are_ordered_and_deleted_after_a_step(lab: Lab) -> None:
     lab.add_events(a, [event(100, "t1")])
     lab.add_events(b, [event(50, "t2")])
 
-    ordered = [(e["step"], e["kind"]) for e in lab.events(a)]
+    ordered = [(e.step, e.kind) for e in lab.events(a)]
     assert ordered == [(100, "t2"), (100, "t1"), (500, "t4")]
-    assert all("time" in e and e["run"] == a for e in lab.events(a))
+    assert all(e.time and e.run == a for e in lab.events(a))
     assert len(lab.events()) == 4
 
     assert lab.delete_events(a, after_step=100) == 1
-    assert [e["kind"] for e in lab.events(a)] == ["t2", "t1"]
+    assert [e.kind for e in lab.events(a)] == ["t2", "t1"]
     assert len(lab.events(b)) == 1
     with pytest.raises(LabError, match="lacks"):
         lab.add_events(a, [{"step": 1}])
@@ -312,3 +312,4 @@ def test_empty_lab_log_reads_as_empty(lab: Lab) -> None:
     lab.lablog_path.write_text("")
     assert lab.list_runs() == []
     assert lab.add_note("first")["id"] == 1
+

@@ -15,8 +15,9 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from grokterm import launcher
+from grokterm import launcher, live
 from grokterm.lab import Lab, LabError
+from grokterm.lab.records import ACTIVE
 from grokterm.lab.store import NOTE_MAX_CHARS
 from grokterm.tui.screens.dialogs import Confirm, HelpScreen, Prompt
 from grokterm.tui.screens.monitor import MonitorScreen
@@ -91,8 +92,8 @@ class GrokApp(App):
         self.call_from_thread(self.notify, f"Note added to {run_id}")
 
     def stop_run(self, run_id: str) -> None:
-        status = self.state.run(run_id)["status"]
-        if status not in ("queued", "running"):
+        status = self.state.run(run_id).status
+        if status not in ACTIVE:
             self.notify(f"{run_id} is not running (status {status})", severity="error")
             return
 
@@ -111,8 +112,7 @@ class GrokApp(App):
     def resume_run(self, run_id: str) -> None:
         """Off the UI thread: a run that has just ended is given a moment to exit first."""
         try:
-            restart = not launcher.has_checkpoint(self.lab, run_id)
-            launcher.resume(self.lab, run_id)
+            restart = launcher.resume(self.lab, run_id)
         except (LabError, OSError) as exc:
             self.call_from_thread(self.notify, str(exc), severity="error")
             return
@@ -138,7 +138,7 @@ class GrokApp(App):
         from grokterm.lab.export import export_runs
 
         try:
-            launcher.record_ended_runs(self.lab)  # a killed run is exported as crashed
+            live.record_ended_runs(self.lab)  # a killed run is exported as crashed
             written = export_runs(self.lab, run_ids, target)
         except (LabError, OSError) as exc:
             self.call_from_thread(self.notify, f"Export failed: {exc}", severity="error")

@@ -1,6 +1,6 @@
 """What the TUI knows about the lab: live run views and incrementally tailed metric streams.
 
-Everything here goes through the lab-log module and the launcher; no torch, no Textual.
+Everything here goes through the lab-log module and the live views; no torch, no Textual.
 """
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from grokterm import launcher
+from grokterm import live
 from grokterm.lab import Lab
+from grokterm.lab.records import Event, RunView
 from grokterm.lab.stream import StreamTail
 from grokterm.tui.series import RunSeries
 
@@ -45,18 +46,18 @@ class LabState:
         self.lab = lab
         self._tails: dict[str, RunTail] = {}
 
-    def runs(self) -> list[dict[str, Any]]:
-        return launcher.live_views(self.lab)
+    def runs(self) -> list[RunView]:
+        return live.live_views(self.lab)
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        return launcher.live_view(self.lab, self.lab.get_run(run_id))
+    def run(self, run_id: str) -> RunView:
+        return live.live_view(self.lab, self.lab.get_run(run_id))
 
     def tail(self, run_id: str) -> RunTail:
         if run_id not in self._tails:
             self._tails[run_id] = RunTail(self.lab, run_id)
         return self._tails[run_id]
 
-    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+    def events(self, run_id: str | None = None) -> list[Event]:
         return self.lab.events(run_id)
 
     def notes(self, run_id: str | None = None) -> list[dict[str, Any]]:

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from grokterm.lab import LabError
+from grokterm.lab.records import Event, RunStatus, RunView
 from grokterm.tui.screens.base import Freshness, GrokScreen, describe_error
 from grokterm.tui.state import LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -32,40 +33,35 @@ COLUMNS = [
 ]
 SORTABLE = [key for key, _ in COLUMNS if key != "mark"]
 STATUS_STYLE = {
-    "running": "bold green",
-    "queued": "yellow",
-    "finished": "cyan",
-    "stopped": "magenta",
-    "crashed": "bold red",
-    "diverged": "bold red",
+    RunStatus.RUNNING: "bold green",
+    RunStatus.QUEUED: "yellow",
+    RunStatus.FINISHED: "cyan",
+    RunStatus.STOPPED: "magenta",
+    RunStatus.CRASHED: "bold red",
+    RunStatus.DIVERGED: "bold red",
 }
 REFRESH_SECONDS = 1.0
 
 
-def latest(view: dict[str, Any], key: str) -> float | None:
-    value = (view.get("latest") or {}).get(key)
-    return value if value is not None else (view.get("summary") or {}).get(key)
-
-
-def row_values(view: dict[str, Any]) -> dict[str, Any]:
+def row_values(view: RunView) -> dict[str, Any]:
     """Sortable raw values of one run's row."""
-    summary = view.get("summary") or {}
+    summary = view.summary
     return {
-        "id": view["id"],
-        "preset": view.get("preset") or "",
-        "status": view["status"],
-        "step": view.get("step") or 0,
-        "train": latest(view, "train_acc"),
-        "test": latest(view, "test_acc"),
+        "id": view.id,
+        "preset": view.preset or "",
+        "status": view.status.value,
+        "step": view.step,
+        "train": view.metric("train_acc"),
+        "test": view.metric("test_acc"),
         "outcome": summary.get("phase") or "",
         "t2": summary.get("t2"),
         "t4": summary.get("t4"),
-        "tags": ",".join(view.get("tags") or []),
-        "started": view.get("started") or view.get("created") or "",
+        "tags": ",".join(view.tags),
+        "started": view.started or view.created or "",
     }
 
 
-def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
+def cell(key: str, value: Any, view: RunView) -> Any:
     if value is None:
         return "–"
     if key in ("train", "test"):
@@ -75,7 +71,7 @@ def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
     if key == "status":
         return Text(value, style=STATUS_STYLE.get(value, ""))
     if key == "step":
-        total = view.get("total")
+        total = view.total
         return f"{value}/{total}" if total else str(value)
     return str(value)
 
@@ -108,7 +104,7 @@ class RunsScreen(GrokScreen):
     def __init__(self, state: LabState):
         super().__init__()
         self.state = state
-        self.views: list[dict[str, Any]] = []
+        self.views: list[RunView] = []
         self.marked: set[str] = set()
         self.filter_text = ""
         self.sort_column = "started"
@@ -154,7 +150,7 @@ class RunsScreen(GrokScreen):
         self.problem = None
         self.app.call_from_thread(self.show_fresh_runs, views, ticket)
 
-    def show_fresh_runs(self, views: list[dict[str, Any]], ticket: int) -> None:
+    def show_fresh_runs(self, views: list[RunView], ticket: int) -> None:
         if self.is_attached and self.freshness.is_newest(ticket):
             self.show_runs(views)
 
@@ -164,7 +160,7 @@ class RunsScreen(GrokScreen):
         self.query_one("#runs-status", Static).update(Text(message, style="bold red"))
         self.report_problem(message)
 
-    def show_runs(self, views: list[dict[str, Any]]) -> None:
+    def show_runs(self, views: list[RunView]) -> None:
         self.views = views
         table = self.query_one("#runs", DataTable)
         selected = self.selected_id()
@@ -172,10 +168,10 @@ class RunsScreen(GrokScreen):
         rows.sort(key=lambda item: sort_key(item[1][self.sort_column]), reverse=self.sort_reverse)
         table.clear()
         for view, values in rows:
-            mark = "●" if view["id"] in self.marked else " "
+            mark = "●" if view.id in self.marked else " "
             cells = [mark] + [cell(key, values[key], view) for key in SORTABLE]
-            table.add_row(*cells, key=view["id"])
-        if selected is not None and selected in {view["id"] for view, _ in rows}:
+            table.add_row(*cells, key=view.id)
+        if selected is not None and selected in {view.id for view, _ in rows}:
             table.move_cursor(row=table.get_row_index(selected), animate=False)
         arrow = "↓" if self.sort_reverse else "↑"
         status = f"{len(rows)} of {len(views)} runs · sorted by {self.sort_column} {arrow}"
@@ -201,9 +197,9 @@ class RunsScreen(GrokScreen):
         row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
         return row_key.value
 
-    def selected_view(self) -> dict[str, Any] | None:
+    def selected_view(self) -> RunView | None:
         run_id = self.selected_id()
-        return next((view for view in self.views if view["id"] == run_id), None)
+        return next((view for view in self.views if view.id == run_id), None)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -211,18 +207,18 @@ class RunsScreen(GrokScreen):
 
     def update_preview(self) -> None:
         view = self.selected_view()
-        key = (view["id"], view["status"], view.get("step")) if view else None
+        key = (view.id, view.status, view.step) if view else None
         if key == self._preview_for:
             return
         self._preview_for = key
         self.load_preview(view, key)
 
     @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def load_preview(self, view: dict[str, Any] | None, key: tuple | None) -> None:
+    def load_preview(self, view: RunView | None, key: tuple | None) -> None:
         if view is None:
             text = Text("Select a run to see its events and notes.")
         else:
-            text = preview_text(view, self.state.events(view["id"]), self.state.notes(view["id"]))
+            text = preview_text(view, self.state.events(view.id), self.state.notes(view.id))
         self.app.call_from_thread(self.show_preview, text, key)
 
     def show_preview(self, text: Text, key: tuple | None) -> None:
@@ -252,16 +248,14 @@ class RunsScreen(GrokScreen):
             self.show_runs(self.views)
 
     def marked_or_selected(self) -> list[str]:
-        order = [view["id"] for view in self.views]
+        order = [view.id for view in self.views]
         if self.marked:
             return [run_id for run_id in order if run_id in self.marked]
         selected = self.selected_id()
         return [selected] if selected else []
 
     def action_compare(self) -> None:
-        run_ids = [
-            run_id for run_id in (view["id"] for view in self.views) if run_id in self.marked
-        ]
+        run_ids = [run_id for run_id in (view.id for view in self.views) if run_id in self.marked]
         if len(run_ids) < 2:
             self.notify("Mark two or more runs with space to compare them", severity="warning")
             return
@@ -336,17 +330,17 @@ class RunsScreen(GrokScreen):
         self.app.show_help(self)
 
 
-def preview_text(view: dict[str, Any], events: list[dict], notes: list[dict]) -> Text:
+def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:
     text = Text()
-    text.append(f"{view['id']}\n", style="bold")
-    text.append(f"{view['status']}", style=STATUS_STYLE.get(view["status"], ""))
-    text.append(f"  step {view.get('step')}/{view.get('total')}\n")
-    if view.get("reason"):
-        text.append(f"{view['reason']}\n", style="italic")
+    text.append(f"{view.id}\n", style="bold")
+    text.append(f"{view.status}", style=STATUS_STYLE.get(view.status, ""))
+    text.append(f"  step {view.step}/{view.total}\n")
+    if view.reason:
+        text.append(f"{view.reason}\n", style="italic")
     text.append("\nevents\n", style="bold underline")
     for event in events:
-        text.append(f"{event['step']:>8} {event['kind']}\n", style="bold")
-        text.append(f"  {event['detail']}\n")
+        text.append(f"{event.step:>8} {event.kind}\n", style="bold")
+        text.append(f"  {event.detail}\n")
     if not events:
         text.append("none yet\n", style="dim")
     text.append("\nnotes\n", style="bold underline")
