@@ -313,3 +313,41 @@ def test_empty_lab_log_reads_as_empty(lab: Lab) -> None:
     assert lab.list_runs() == []
     assert lab.add_note("first")["id"] == 1
 
+
+# -- typed records -----------------------------------------------------------------------
+
+
+def test_a_lab_log_of_an_older_version_loads(lab: Lab) -> None:
+    """Records written before a field existed, or with fields this version does not know,
+    load; unknown fields survive the next write."""
+    old_run = {"id": "old-1", "seq": 1, "name": "old", "status": "finished", "summary": None,
+               "from_the_future": {"x": 1}}  # fmt: skip
+    old_outcome = {"run": "old-1", "step": 900, "kind": "outcome", "thresholds": {},
+                   "detail": "grokking: t4 - t2 = 4200 steps > 1000"}  # fmt: skip
+    lab.root.mkdir()
+    write_json_atomic(
+        lab.lablog_path, {"runs": {"1": old_run}, "events": {"1": old_outcome}, "notes": {}}
+    )
+    record = lab.get_run("old-1")
+    assert (record.status, record.step, record.summary, record.ended) == ("finished", 0, {}, None)
+    assert lab.events("old-1")[0].outcome == "grokking"  # read from the old detail
+    lab.update_run("old-1", step=5)
+    assert lab.get_run("old-1").from_the_future == {"x": 1}
+
+
+def test_an_outcome_is_a_field_not_a_reading_of_its_detail(lab: Lab) -> None:
+    run_id = lab.create_run("demo", None, {}, []).id
+    event = {"step": 9, "kind": "outcome", "detail": "reworded: it grokked late",
+             "thresholds": {}, "outcome": "grokking"}  # fmt: skip
+    lab.add_events(run_id, [event])
+    assert lab.events(run_id)[0].outcome == "grokking"
+    stored = json.loads(lab.lablog_path.read_text())["events"]["1"]
+    assert stored["outcome"] == "grokking"
+
+
+def test_status_sets() -> None:
+    from grokterm.lab.records import ACTIVE, FINAL, RESUMABLE, RunStatus
+
+    assert set(RUN_STATUSES) == set(RunStatus) == ACTIVE | FINAL
+    assert "running" in ACTIVE and "queued" in ACTIVE and not ACTIVE & FINAL
+    assert RESUMABLE == {"stopped", "crashed"} and RESUMABLE <= FINAL

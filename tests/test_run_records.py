@@ -103,3 +103,35 @@ def test_resume_waits_for_the_ended_process_to_exit(tmp_path: Path, idle_process
     idle_process.wait()
     launcher.wait_for_previous_process(lab, run_id, timeout=120)  # returns: it is gone
 
+
+def test_a_run_that_cannot_start_is_marked_crashed_not_left_queued(tmp_path: Path, monkeypatch):
+    """Whoever launches (the CLI's run --detach, the launch form), a failed start ends the
+    run as crashed with the reason, through the one door."""
+    from grokterm.backends.local import LocalProcess
+
+    def no_process(self, lab, run_id, resume=False):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(LocalProcess, "start", no_process)
+    lab = Lab(tmp_path / "lab")
+    with pytest.raises(LabError, match="could not start the run process"):
+        launcher.launch(lab, load_experiment("modadd-mlp")[1], "modadd-mlp")
+    [record] = lab.list_runs()
+    assert record.status == "crashed" and "Too many open files" in record.reason
+
+
+def test_resume_says_whether_it_restarts_from_step_0(tmp_path: Path, monkeypatch):
+    from grokterm.backends.local import LocalProcess
+    from grokterm.lab.checkpoint_files import checkpoint_path
+
+    started = []
+    monkeypatch.setattr(LocalProcess, "start", lambda self, lab, run_id, resume=False:
+                        started.append((run_id, resume)))  # fmt: skip
+    lab = Lab(tmp_path / "lab")
+    run_id = running_run(lab)
+    lab.update_run(run_id, status="stopped")
+    assert launcher.resume(lab, run_id) is True  # no checkpoint: from step 0
+    lab.update_run(run_id, status="stopped")
+    checkpoint_path(lab.run_dir(run_id) / "checkpoints", 100).write_bytes(b"")
+    assert launcher.resume(lab, run_id) is False
+    assert started == [(run_id, True), (run_id, True)]
