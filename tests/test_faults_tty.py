@@ -60,7 +60,7 @@ def launch_from_the_form(term: Terminal, lab: Lab) -> str:
     term.press("n")
     term.wait_for_text("ready to launch")
     term.press(CTRL_L)
-    run_id = wait_for(lambda: lab.exists and lab.list_runs() and lab.list_runs()[0]["id"],
+    run_id = wait_for(lambda: lab.exists and lab.list_runs() and lab.list_runs()[0].id,
                       "the launched run")  # fmt: skip
     wait_for(lambda: (live.read_status(lab, run_id).step or 0) > 50, "training")
     term.wait_for_text(run_id)  # the monitor shows it
@@ -98,7 +98,7 @@ def test_a_hang_up_stops_a_foreground_run_cleanly_and_it_resumes(lab_dir: Path, 
     term = Terminal(lab_dir, tty_env, "run", "modadd-mlp")
     try:
         term.wait_for_text("Ctrl-C stops it")
-        run_id = lab.list_runs()[0]["id"]
+        run_id = lab.list_runs()[0].id
         wait_for(lambda: (live.read_status(lab, run_id).step or 0) > 100, "training")
         term.hang_up()
         term.wait_exit()

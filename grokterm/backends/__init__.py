@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from grokterm.backends.local import LocalProcess
 from grokterm.lab import Lab
 from grokterm.lab.records import RunRecord, StatusFile
 
@@ -23,8 +24,9 @@ class Backend(Protocol):
         yet, or running where it cannot look (another host sharing the lab)."""
 
 
+LOCAL: Backend = LocalProcess()
+
+
 def backend_for(run: RunRecord) -> Backend:
     """The backend that runs ``run``: the local process, the only one so far."""
-    from grokterm.backends.local import LocalProcess
-
-    return LocalProcess()
+    return LOCAL
