@@ -80,17 +80,6 @@ def runs_table(runs: list[RunView]) -> Table:
     return table
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def print_run(
     out: Console, view: RunView, events: list[Event], notes: list[dict], run_dir: Path
 ) -> None:
@@ -105,7 +94,7 @@ def print_run(
         shown = {k: v for k, v in summary.items() if v is not None}
         out.print("summary: " + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
     table = Table(title="config", title_justify="left", show_header=False)
-    for key, value in flatten(view.config).items():
+    for key, value in view.flat_config().items():
         table.add_row(key, str(value))
     out.print(table)
     out.print("[bold]events[/]" if events else "events: none yet")
@@ -119,7 +108,7 @@ def print_run(
 
 def config_diff(runs: list[RunView]) -> dict[str, list[Any]]:
     """Only the config fields whose values differ between the runs."""
-    flats = [flatten(view.config) for view in runs]
+    flats = [view.flat_config() for view in runs]
     keys = sorted(set().union(*flats))
     return {
         key: [flat.get(key) for flat in flats]

@@ -52,16 +52,6 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 # --- charts ------------------------------------------------------------------------------
 
 
@@ -213,7 +203,7 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
         parts += [f"![{kind}]({quote(path.name)})" for kind, path in charts.items()]
     ww_parts, ww_images = weightwatcher_section(lab, run_id, target)
     parts += ww_parts
-    config_rows = [[k, v] for k, v in flatten(record.config).items()]
+    config_rows = [[k, v] for k, v in record.flat_config().items()]
     parts += ["", "### Config", "", table(["field", "value"], config_rows), ""]
     return "\n".join(parts), [*charts.values(), *ww_images]
 

@@ -96,6 +96,10 @@ class RunRecord(Stored):
         """The number of steps the run was configured to train."""
         return (self.config.get("schedule") or {}).get("steps")
 
+    def flat_config(self) -> dict[str, Any]:
+        """The config by dotted field name (optim.lr), as --set names the fields."""
+        return _flatten(self.config)
+
 
 class RunView(RunRecord):
     """A run as it is now: its record, with what its status.json adds while it trains."""
@@ -158,6 +162,16 @@ class StatusFile(Stored):
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def outcome_of(events: list[Event]) -> Outcome | None:
