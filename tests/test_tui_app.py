@@ -599,7 +599,7 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
         assert by_id["chart-accuracy"].curves and by_id["chart-loss"].curves
         assert "300/300" in text_of(status)
         events = {event.kind: event for event in lab.events(run_id)}
-        assert re.search(rf"\b{events['t2']['step']}\s+t2\b", side_text(app))
+        assert re.search(rf"\b{events['t2'].step}\s+t2\b", side_text(app))
 
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
@@ -607,7 +607,7 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
             pilot, lambda: cells(app, run_id)["status"] == "finished", "finished in the table"
         )
         row = cells(app, run_id)
-        assert row["step"] == "300/300" and row["t2"] == str(events["t2"]["step"])
+        assert row["step"] == "300/300" and row["t2"] == str(events["t2"].step)
         assert row["outcome"] in ("grokking", "comprehension", "memorization")
     view = launcher.wait_until_done(lab, run_id, timeout=RUN_DEADLINE)
     assert view.status == "finished"
