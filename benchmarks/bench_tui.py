@@ -7,8 +7,15 @@
     fresh interpreter, and whether that import pulls in torch or weightwatcher.
 (b) Redraw: one MetricChart filling a 120x40 screen, the median time of rebuild() +
     render() over a 10^6-point series against the same chart over 10^3 points.
+(c) A busy lab: 300 runs, 100 of them live (a writer process appends metrics to their
+    streams and beats their status.json heartbeats twice a second). First paint, the
+    answer to a key on the runs screen (space marks a row: from the key to the status
+    line's "· k marked" on the pty), and the TUI process's CPU use over an idle interval
+    (/proc/PID/stat), as a share of one core. Targets: paint <= 1 s, key <= 100 ms,
+    idle CPU <= 10%.
 
     python benchmarks/bench_tui.py [--repeats 7] [--redraws 20] [--runs 50]
+        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy]
 
 Prints one summary line per figure at the end.
 """
@@ -55,8 +62,10 @@ HELLO_APP = textwrap.dedent(
 # --- (a) start-up --------------------------------------------------------------------------
 
 
-def make_lab(root: Path, runs: int) -> None:
-    """A lab of `runs` runs in every status, written through the lab-log module."""
+def make_lab(root: Path, runs: int, live: int | None = None) -> list[str]:
+    """A lab of `runs` runs in every status, written through the lab-log module; with
+    `live`, the first `live` runs are running (their process: this one). Returns the ids
+    of the running runs."""
     from grokterm.lab import Lab, MetricStream, write_json_atomic
     from grokterm.presets import load_experiment
 
@@ -64,12 +73,18 @@ def make_lab(root: Path, runs: int) -> None:
     preset, experiment = load_experiment("modadd-mlp")
     config = experiment.model_dump(mode="json")
     statuses = ["finished", "finished", "stopped", "crashed", "finished", "running"]
+    if live is not None:
+        statuses = statuses[:-1]
+    running: list[str] = []
     for i in range(runs):
         run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"]).id
         status = statuses[i % len(statuses)]
+        if live is not None:
+            status = "running" if i < live else status
         summary = {"t2": 150 + i, "t4": 4450 + 10 * i, "phase": "grokking",
                    "train_acc": 1.0, "test_acc": 0.95 + (i % 5) / 100}
         if status == "running":
+            running.append(run_id)
             lab.update_run(run_id, status="running", pid=os.getpid())
             write_json_atomic(
                 lab.run_dir(run_id) / "status.json",
@@ -83,8 +98,9 @@ def make_lab(root: Path, runs: int) -> None:
             for step in range(0, 6001, 50):
                 stream.append({"step": step, "loss": 1.0 / (1 + step), "train_acc": 0.5})
     for i in range(0, runs, 3):
-        run_id = lab.list_runs()[i]["id"]
+        run_id = lab.list_runs()[i].id
         lab.add_note(f"note on run {i}", run_id=run_id, step=100)
+    return running
 
 
 def run_on_pty(argv: list[str], markers: list[bytes], env: dict[str, str]) -> list[float]:
@@ -244,6 +260,130 @@ def bench_redraw(redraws: int) -> dict[str, float]:
     return result
 
 
+# --- (c) a busy lab ------------------------------------------------------------------------
+
+BEAT_SECONDS = 1.0  # a live run's metric flush and heartbeat interval, as a worker's
+
+
+def write_live_runs(root: Path, run_ids: list[str], stop) -> None:
+    """Stands in for the live runs' processes: each beat, one metric record per run (flushed)
+    and a fresh status.json heartbeat naming the bench process, which stays alive."""
+    from grokterm.lab import Lab, MetricStream, write_json_atomic
+
+    lab = Lab(root)
+    pid = os.getppid()
+    streams = {run_id: MetricStream(lab.run_dir(run_id) / "metrics.jsonl") for run_id in run_ids}
+    step = 6000
+    while not stop.is_set():
+        step += 10
+        for run_id, stream in streams.items():
+            stream.append({"step": step, "loss": 1.0 / (1 + step), "train_acc": 0.9})
+            stream.flush()
+            write_json_atomic(
+                lab.run_dir(run_id) / "status.json",
+                {"status": "running", "pid": pid, "host": None, "heartbeat": time.time(),
+                 "step": step, "total": 6000,
+                 "latest": {"train_acc": 0.9, "test_acc": 0.3 + step / 1e5}},
+            )
+        stop.wait(BEAT_SECONDS)
+    for stream in streams.values():
+        stream.close()
+
+
+class PtySession:
+    """A program on a pseudo terminal, driven by keys and read for markers."""
+
+    def __init__(self, argv: list[str], env: dict[str, str]):
+        self.started = time.perf_counter()
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
+        self.output = b""
+
+    def read(self, seconds: float) -> None:
+        """Keep reading (the program blocks on a full pty) for `seconds`."""
+        deadline = time.perf_counter() + seconds
+        while (left := deadline - time.perf_counter()) > 0:
+            self._read_chunk(min(left, 0.05))
+
+    def _read_chunk(self, wait: float) -> None:
+        ready, _, _ = select.select([self.fd], [], [], wait)
+        if ready:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                raise RuntimeError(f"the program ended: {self.output[-500:]!r}")
+            self.output += chunk
+
+    def expect(self, marker: bytes, since: int = 0) -> float:
+        """perf_counter time when `marker` first shows in the output after offset `since`."""
+        deadline = time.perf_counter() + TIMEOUT
+        while marker not in self.output[since:]:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"no {marker!r} after {TIMEOUT:.0f} s")
+            self._read_chunk(0.005)
+        return time.perf_counter()
+
+    def key_answer(self, key: bytes, marker: bytes) -> float:
+        """Seconds from sending `key` to `marker` showing in what the program writes next."""
+        since = len(self.output)
+        sent = time.perf_counter()
+        os.write(self.fd, key)
+        return self.expect(marker, since) - sent
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime+stime
+
+    def close(self) -> None:
+        stop_pty_child(self.pid, self.fd)
+
+
+def bench_busy_lab(runs: int, live: int, keys: int, idle: float) -> dict[str, float]:
+    import multiprocessing
+
+    env = {k: v for k, v in os.environ.items() if k not in ("GROKTERM_LAB", "COLORTERM")}
+    env.update(TERM="xterm-256color", COLUMNS=str(COLS), LINES=str(ROWS))
+    with tempfile.TemporaryDirectory() as tmp:
+        lab = Path(tmp) / "lab"
+        t = time.perf_counter()
+        running = make_lab(lab, runs, live=live)
+        print(f"busy lab: {runs} runs ({len(running)} live) written in "
+              f"{time.perf_counter() - t:.1f} s")
+        stop = multiprocessing.get_context("fork").Event()
+        writer = multiprocessing.get_context("fork").Process(
+            target=write_live_runs, args=(lab, running, stop), daemon=True
+        )
+        writer.start()
+        session = PtySession([sys.executable, "-m", "grokterm", "--lab", str(lab)], env)
+        try:
+            paint = session.expect(b"palette") - session.started
+            filled = session.expect(f"{runs} of {runs} runs".encode()) - session.started
+            session.read(3.0)  # settle: the first refreshes of the live runs
+            answers = []
+            for k in range(1, keys + 1):
+                answers.append(session.key_answer(b" ", f"· {k} marked".encode()))
+                os.write(session.fd, b"\x1b[B")  # down: the next key marks the next row
+                session.read(0.3)
+            cpu_before, wall_before = session.cpu_seconds(), time.perf_counter()
+            session.read(idle)
+            cpu = (session.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+        finally:
+            session.close()
+            stop.set()
+            writer.join(10)
+    print(f"busy lab: first frame {paint:.3f} s, table filled {filled:.3f} s")
+    print("busy lab: key answers (ms) " + " ".join(f"{a * 1e3:.0f}" for a in answers))
+    return {"paint": paint, "filled": filled, "key": statistics.median(answers),
+            "key_max": max(answers), "cpu": cpu}
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -252,8 +392,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7, help="start-up rounds")
     parser.add_argument("--redraws", type=int, default=20, help="chart redraws per size")
     parser.add_argument("--runs", type=int, default=50, help="runs in the start-up lab")
+    parser.add_argument("--busy-runs", type=int, default=300, help="runs in the busy lab")
+    parser.add_argument("--live", type=int, default=100, help="live runs in the busy lab")
+    parser.add_argument("--keys", type=int, default=15, help="keys timed on the busy lab")
+    parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
+    parser.add_argument("--only", choices=["busy"], help="run only this part")
     args = parser.parse_args()
 
+    busy = bench_busy_lab(args.busy_runs, args.live, args.keys, args.idle)
+    print_busy(busy, args)
+    if args.only == "busy":
+        return
     start = bench_startup(args.repeats, args.runs)
     redraw = bench_redraw(args.redraws)
 
@@ -277,6 +426,18 @@ def main() -> None:
         f"redraw: MetricChart {COLS}x{ROWS} rebuild+render, 10^6 points {large * 1e3:.1f} ms vs "
         f"10^3 points {small * 1e3:.1f} ms, ratio {large / small:.1f} "
         f"(median of {args.redraws})"
+    )
+
+    print_busy(busy, args)
+
+
+def print_busy(busy: dict[str, float], args: argparse.Namespace) -> None:
+    print(
+        f"busy lab ({args.busy_runs} runs, {args.live} live): first frame {busy['paint']:.3f} s "
+        f"(target <= 1 s), table filled {busy['filled']:.3f} s, key answer median "
+        f"{busy['key'] * 1e3:.0f} ms, max {busy['key_max'] * 1e3:.0f} ms over {args.keys} "
+        f"(target <= 100 ms), idle CPU {busy['cpu']:.1%} of a core over {args.idle:.0f} s "
+        f"(target <= 10%)"
     )
 
 

@@ -13,15 +13,9 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
-from grokterm.lab import Lab, LabError
+from grokterm.errors import GrokError, UsageError
+from grokterm.lab import Lab
 from grokterm.lab.store import NOTE_MAX_CHARS
-from grokterm.presets import ConfigError
-
-EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    """Bad input: reported as one line, exit status 2."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -171,7 +165,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def cmd_repair(args: argparse.Namespace) -> int:
     from grokterm import live, repair
-    from grokterm.presets import ConfigError
 
     lab = lab_from(args)
     if not lab.exists and not repair.unlisted_run_dirs(lab):
@@ -188,7 +181,7 @@ def cmd_repair(args: argparse.Namespace) -> int:
     for run_id in repair.unlisted_run_dirs(lab):
         try:
             record = repair.reregister(lab, run_id)
-        except (ConfigError, LabError) as exc:
+        except GrokError as exc:
             print(f"{run_id}: not put back: {exc}")
             continue
         print(
@@ -406,9 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             return cmd_tui(args)
         return args.func(args)
-    except (UsageError, ConfigError, LabError) as exc:
+    except GrokError as exc:
         print(f"grokterm: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code
     except BrokenPipeError:
         return 0
 

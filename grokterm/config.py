@@ -176,6 +176,9 @@ class Optimizer(Section):
     embedding_lr: float | None = Field(
         None, gt=0, le=10, description="own lr for embedding tables (Liu's toy); none = lr"
     )
+    embedding_weight_decay: float | None = Field(
+        None, ge=0, le=100, description="own wd for embedding tables (Liu's toy); none = wd"
+    )
 
 
 class Schedule(Section):
@@ -196,7 +199,9 @@ class Probes(Section):
     Accuracy and loss always run."""
 
     weight_norm: bool = Field(True, description="total, per-layer and last-layer norm")
-    cosine_distance: bool = Field(True, description="1 - cos(θ_t, θ_prev probe)")
+    cosine_distance: bool = Field(
+        True, description="1 - cos(θ_t, θ_t-1): at each probe step, against the step before"
+    )
     htsr: bool = Field(True, description="HTSR alpha per weight matrix (WeightWatcher's fit)")
     htsr_every: int = Field(1, ge=1, description="alpha every N-th eval point")
     htsr_float64: bool = Field(False, description="eigenvalues in float64 (slower, exact)")
@@ -206,7 +211,7 @@ class Probes(Section):
     spectral: bool = Field(True, description="Hjorth parameters and DFT energy of the loss")
     spectral_window: int = Field(256, ge=8, le=1_000_000, description="sliding window (steps)")
     forecast_steps: int = Field(
-        400, ge=16, le=1_000_000, description="first N steps feed the grokking forecast"
+        400, ge=16, le=1_000_000, description="m₀ and low-frequency amplitude of these first steps"
     )
     robustness: bool = Field(True, description="accuracy under relative weight noise")
     robustness_every: int = Field(10, ge=1, description="robustness every N-th eval point")
@@ -217,8 +222,19 @@ class Probes(Section):
     fourier_every: int = Field(10, ge=1, description="Fourier every N-th eval point")
 
 
+RETIRED_DETECTOR_FIELDS = frozenset({"forecast_threshold"})
+
+
 class Detector(Section):
     """Phase thresholds (DESIGN §7); recorded with every event."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_retired_fields(cls, data: Any) -> Any:
+        """Runs recorded before the early-loss forecast lost its threshold still load."""
+        if isinstance(data, dict) and RETIRED_DETECTOR_FIELDS & data.keys():
+            data = {k: v for k, v in data.items() if k not in RETIRED_DETECTOR_FIELDS}
+        return data
 
     confusion_end: float = Field(0.5, gt=0, le=1, description="t1: train acc ≥ this")
     memorized: float = Field(0.99, gt=0, le=1, description="t2: train acc ≥ this")
@@ -240,9 +256,6 @@ class Detector(Section):
     alpha_overfit: float = Field(2.0, gt=0, description="HTSR: a layer with α below this")
     slingshot_factor: float = Field(
         10.0, gt=1, description="slingshot: train loss ≥ this × its running minimum"
-    )
-    forecast_threshold: float = Field(
-        0.1, gt=0, description="forecast grokking when the early-loss oscillation ≥ this"
     )
     slingshot_floor: float = Field(
         0.01, gt=0, description="slingshot: only after the loss fell below this, and a spike ≥ it"

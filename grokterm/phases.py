@@ -1,5 +1,5 @@
 """Online phase detector (DESIGN §7): t1..t4, the outcome, anti-grokking, slingshots and
-the scoring of a grokking forecast, from the metric stream.
+the early-loss statistics of seed 003 (recorded, not judged), from the metric stream.
 
 Pure Python over metric records, so it runs live in a training process and again over a
 stored stream (`replay`) with other thresholds.
@@ -63,7 +63,6 @@ class PhaseDetector:
             )
             if "t4" in self.marks:
                 events.append(self._decide(step))
-                events.extend(self._score_forecast(step))
         if "t2" in self.marks and "t3" not in self.marks:
             events.extend(self._check_comprehension(step, test))
         if "t4" not in self.marks and test >= th.generalized:
@@ -74,7 +73,6 @@ class PhaseDetector:
             )
             if "t2" in self.marks:
                 events.append(self._decide(step))
-                events.extend(self._score_forecast(step))
         if "last_layer_norm" in metrics:
             events.extend(self._watch_last_layer_norm(metrics["last_layer_norm"]))
         if "t2" in self.marks:
@@ -95,7 +93,7 @@ class PhaseDetector:
             self._heralds["alpha"] = (step, f"{layer} α={low[min(low, key=low.get)]:.2f}")
         traps = metrics.get("traps_total")
         if traps and traps > 0 and "traps" not in self._heralds:
-            self._heralds["traps"] = (step, f"{int(traps)} trap(s)")
+            self._heralds["traps"] = (step, f"{traps:.3g} trap(s) per shuffle")
 
     def _watch_collapse(self, step: int, train: float, test: float) -> list[dict[str, Any]]:
         th = self.thresholds
@@ -175,22 +173,24 @@ class PhaseDetector:
     def diverged(self, step: int, reason: str) -> dict[str, Any]:
         return self._event("diverged", step, reason)
 
-    # --- grokking forecast -------------------------------------------------------------------
+    # --- early-loss statistics (seed 003) ---------------------------------------------------
 
-    def record_forecast(self, step: int, will_grok: bool, detail: str) -> list[dict[str, Any]]:
-        self._forecast = {"step": step, "will_grok": will_grok}
-        return [self._event("forecast", step, detail)]
-
-    def _score_forecast(self, step: int) -> list[dict[str, Any]]:
-        if self._forecast is None or self.outcome is None:
+    def record_forecast(self, step: int, features: dict[str, float]) -> list[dict[str, Any]]:
+        """Record m₀ and the low-frequency amplitude of the early loss; no verdict, since no
+        threshold is published (they are read against test accuracy across a sweep)."""
+        m0, amplitude = features.get("forecast/m0"), features.get("forecast/low_freq_amp")
+        if m0 is None or amplitude is None:
             return []
-        said = "grokking" if self._forecast["will_grok"] else "no grokking"
-        right = self._forecast["will_grok"] == (self.outcome == "grokking")
-        verdict = "right" if right else "wrong"
-        made_at = self._forecast["step"]
-        detail = f"forecast at step {made_at} said {said}: {verdict} ({self.outcome})"
-        self._forecast = None
-        return [{**self._event("forecast_scored", step, detail), "right": right}]
+        self._forecast = {"forecast_m0": m0, "forecast_low_freq_amp": amplitude}
+        detail = (
+            f"early loss over steps 1-{step}: m₀ = Var(loss) = {m0:.4g}, low-frequency "
+            f"amplitude {amplitude:.4g}; no threshold is known: compare runs across a sweep"
+        )
+        return [{**self._event("forecast", step, detail), **self._forecast}]
+
+    def forecast_summary(self) -> dict[str, Any]:
+        """The early-loss statistics for a run's summary; empty until recorded."""
+        return dict(self._forecast or {})
 
     def _check_comprehension(self, step: int, test: float) -> list[dict[str, Any]]:
         self._test_since_t2.append(test)
@@ -245,20 +245,10 @@ class PhaseDetector:
             detail = "confusion: train accuracy never reached the memorization threshold"
             if "t4" in self.marks:  # Liu et al.: comprehension needs train reached as well
                 detail += f" (test acc reached the generalization bar at {self.marks['t4']})"
-        outcome = {**self._event("outcome", step, detail), "outcome": self.outcome}
-        return [outcome, *self._score_forecast(step)]
+        return [{**self._event("outcome", step, detail), "outcome": self.outcome}]
 
     def summary(self) -> dict[str, Any]:
         return {**{k: self.marks.get(k) for k in ("t1", "t2", "t3", "t4")}, "phase": self.outcome}
-
-
-def _replay_forecast(detector: PhaseDetector, record: dict[str, Any]) -> list[dict[str, Any]]:
-    from grokterm.probes.spectral import grokking_forecast
-
-    forecast = grokking_forecast(record, detector.thresholds.forecast_threshold)
-    if forecast is None:
-        return []
-    return detector.record_forecast(record["step"], forecast["will_grok"], forecast["detail"])
 
 
 def replay(
@@ -270,8 +260,8 @@ def replay(
     for record in records:
         if "loss" in record:
             detector.update_loss(record["step"], record["loss"])
-        if "forecast/oscillation" in record:
-            events.extend(_replay_forecast(detector, record))
+        if "forecast/m0" in record:  # older streams carry forecast/oscillation: nothing to say
+            events.extend(detector.record_forecast(record["step"], record))
         events.extend(detector.update(record["step"], record))
     if final_step is not None:
         events.extend(detector.finish(final_step))

@@ -5,16 +5,16 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomli_w
-from pydantic import ValidationError
+from pydantic import BaseModel
 
-from grokterm.config import Experiment
+from grokterm import schema
+from grokterm.config import Detector, Experiment
+from grokterm.errors import ConfigError
 
-
-class ConfigError(Exception):
-    """A user-facing configuration problem; the message is one line that names the field."""
+M = TypeVar("M", bound=BaseModel)
 
 
 def presets_dir() -> Path:
@@ -76,33 +76,33 @@ def parse_toml(text: str) -> dict[str, Any]:
         raise ConfigError("malformed TOML: arrays or tables nested too deeply") from None
 
 
-def parse_override(assignment: str) -> tuple[list[str], Any]:
-    """'optim.lr=3e-4' -> (['optim', 'lr'], 0.0003). Values are TOML; bare words are strings."""
+def split_override(assignment: str) -> tuple[list[str], str]:
+    """'optim.lr=3e-4' -> (['optim', 'lr'], '3e-4'); ConfigError if it is no FIELD=VALUE."""
     key, sep, raw = assignment.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {assignment!r}: expected FIELD=VALUE, e.g. optim.lr=3e-4")
-    raw = raw.strip()
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    except RecursionError:
-        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
-    return key.split("."), value
+    return key.split("."), raw.strip()
+
+
+def parse_override(assignment: str, data: dict[str, Any] | None = None) -> tuple[list[str], Any]:
+    """'optim.lr=3e-4' -> (['optim', 'lr'], 0.0003): the value as the field reads its text
+    (schema's codec), for the kinds chosen in ``data``."""
+    path, text = split_override(assignment)
+    return path, schema.parse_field(path, text, data)
 
 
 def apply_overrides(data: dict[str, Any], assignments: list[str]) -> dict[str, Any]:
-    """Set each FIELD=VALUE. A new `kind` for a section starts that section afresh (the old
-    kind's fields would be unknown to the new one), so kinds are applied first."""
-    parsed = [(assignment, *parse_override(assignment)) for assignment in assignments]
-    parsed.sort(key=lambda item: item[1][-1] != "kind")
-    for assignment, path, value in parsed:
-        if path[-1] == "kind" and len(path) > 1:
-            section = _section(data, path[:-1], assignment)
-            if section.get("kind") != value:
-                section.clear()
+    """Set each FIELD=VALUE. A new kind of a union section starts that section afresh (the
+    old kind's fields would be unknown to the new one), so kinds are applied first."""
+    kinds_first = sorted(
+        assignments, key=lambda a: not schema.is_discriminator(split_override(a)[0])
+    )
+    for assignment in kinds_first:
+        path, value = parse_override(assignment, data)
         node = _section(data, path[:-1], assignment)
+        if schema.is_discriminator(path) and node.get(path[-1]) != value:
+            node.clear()
         node[path[-1]] = value
     return data
 
@@ -117,37 +117,20 @@ def _section(data: dict[str, Any], path: list[str], assignment: str) -> dict[str
     return node
 
 
-def format_validation_error(exc: ValidationError, origin: str = "") -> str:
-    """The first pydantic error as one line: 'origin: field.path: message'."""
-    parts = []
-    for err in exc.errors():
-        location = ".".join(str(p) for p in err["loc"] if not _is_union_tag(p))
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown field"
-        parts.append(f"{location}: {message}" if location else message)
-    text = "; ".join(parts[:3]) + (f" (and {len(parts) - 3} more)" if len(parts) > 3 else "")
-    return f"{origin}: {text}" if origin else text
+def build_model(model: type[M], data: dict[str, Any], origin: str = "") -> M:
+    """``data`` validated as ``model``; a ConfigError names the fields that are wrong."""
+    built, errors = schema.validate(model, data)
+    if built is None:
+        raise ConfigError(schema.summary(errors, origin))
+    return built
 
 
-def _is_union_tag(part: object) -> bool:
-    return part in {"modular", "mnist", "digits", "mlp", "image_mlp", "transformer"}
-
-
-def build_detector(data: dict[str, Any]):
-    from grokterm.config import Detector
-
-    try:
-        return Detector.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, "detector")) from None
+def build_detector(data: dict[str, Any]) -> Detector:
+    return build_model(Detector, data, "detector")
 
 
 def build_experiment(data: dict[str, Any], origin: str = "") -> Experiment:
-    try:
-        return Experiment.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, origin)) from None
+    return build_model(Experiment, data, origin)
 
 
 def load_experiment(ref: str, overrides: list[str] | None = None) -> tuple[str | None, Experiment]:

@@ -51,6 +51,7 @@ def reregister(lab: Lab, run_id: str) -> RunRecord:
     last_probe = next((r for r in reversed(records) if "test_acc" in r), {})
     summary = {
         **detector.summary(),
+        **detector.forecast_summary(),
         **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
     }
     record = RunRecord(

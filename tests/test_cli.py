@@ -528,6 +528,7 @@ BAD_INPUT = {
     "ill-typed int": ["run", "modadd-mlp", "--set", "schedule.steps=1.5"],
     "bad choice": ["run", "modadd-mlp", "--set", "model.activation=swish"],
     "out of range": ["run", "modadd-mlp", "--set", "task.p=1"],
+    "out of range on the toy task": ["run", "liu-toy", "--set", "task.n=1"],
     "no equals sign": ["run", "modadd-mlp", "--set", "task.p"],
     "not a section": ["run", "modadd-mlp", "--set", "task.p.x=1"],
     "malformed TOML": ["run", "{malformed}"],
@@ -595,9 +596,22 @@ def test_bad_input_messages_name_the_problem(inputs, tmp_path):
     assert "no-such-preset" in usage_error(cli("run", "no-such-preset", lab=lab))
     assert "optim.nope" in usage_error(cli("run", "modadd-mlp", "--set", "optim.nope=1", lab=lab))
     assert "optim.lr" in usage_error(cli("run", "modadd-mlp", "--set", "optim.lr=fast", lab=lab))
+    toy = usage_error(cli("run", "liu-toy", "--set", "task.n=1", lab=lab))
+    assert "liu-toy: task.n: " in toy and "toy_addition" not in toy
     assert "malformed TOML" in usage_error(cli("run", inputs["malformed"], lab=lab))
     assert "nope-1" in usage_error(cli("show", "nope-1", lab=lab))
     assert not lab.exists()
+
+
+def test_every_user_error_is_a_grok_error_the_cli_reports_in_one_line(capsys):
+    from grokterm.cli import main
+    from grokterm.errors import ConfigError, GrokError, UsageError
+    from grokterm.lab import LabError, RunNotFound
+
+    for error in (ConfigError, UsageError, LabError, RunNotFound):
+        assert issubclass(error, GrokError)
+    assert main(["run", "liu-toy", "--set", "model.out_dim=0"]) == 2
+    assert capsys.readouterr().err.startswith("grokterm: error: liu-toy: model.out_dim: ")
 
 
 # --- stopping runs -----------------------------------------------------------------------------

@@ -255,7 +255,7 @@ def test_unknown_field_names_its_path(no_preset_override: None) -> None:
         ("optim.lr=fast", "optim.lr"),
         ("probes.weight_norm=maybe", "probes.weight_norm"),
         ("model.hidden=['a']", "model.hidden.0"),
-        ("model.hidden=12", "model.hidden"),
+        ("model.hidden=[64", "model.hidden"),
         ("optim.betas=[0.9]", "optim.betas.1"),
         ("task.op=%", "task.op"),
         ("model.activation=swish", "model.activation"),

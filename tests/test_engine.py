@@ -378,6 +378,56 @@ def test_records_cover_every_step_and_probes_follow_the_cadence(tmp_path: Path) 
     assert list(checkpoints.list_checkpoints(tmp_path / "ck")) == [25]
 
 
+def test_cosine_distance_is_between_the_probe_step_and_the_step_before(tmp_path: Path) -> None:
+    """Seed 003's 1 − cos(θ_t, θ_{t−1}) between consecutive steps, not between probes."""
+    from grokterm.probes.basic import cosine_distance, flat_parameters
+
+    exp = small_experiment(schedule={"steps": 20, "eval_every": 10, "batch_size": 32})
+    _, recorder, _ = train(exp, tmp_path / "ck")
+    replica = loop.build_session(exp)
+    thetas = [flat_parameters(replica.model).clone()]
+    for _ in range(20):
+        loop.train_step(replica)
+        thetas.append(flat_parameters(replica.model).clone())
+    for step in (10, 20):
+        expected = cosine_distance(thetas[step], thetas[step - 1])
+        assert recorder.records[step]["cos_dist"] == expected
+        assert expected < cosine_distance(thetas[step], thetas[step - 10])
+
+
+def test_cosine_distance_resolves_the_tiny_angle_of_one_step() -> None:
+    from grokterm.probes.basic import cosine_distance
+
+    rest = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    phi, (p, q) = 1e-3, (3.0, 4.0)
+    turned = (p * math.cos(phi) - q * math.sin(phi), p * math.sin(phi) + q * math.cos(phi))
+    before = torch.cat([torch.tensor([p, q]), rest])
+    after = torch.cat([torch.tensor(turned), rest])
+    # only (p, q) turns by phi: 1 − cos = 2 sin²(phi/2) (p² + q²) / ‖θ‖², about 1.25e-10
+    norm2 = before.double().pow(2).sum().item()
+    expected = 2 * math.sin(phi / 2) ** 2 * (p * p + q * q) / norm2
+    assert cosine_distance(after, before) == pytest.approx(expected, rel=1e-3)
+    assert cosine_distance(before, before) == 0.0
+
+
+def test_early_loss_statistics_are_recorded_in_the_stream_events_and_summary(
+    tmp_path: Path,
+) -> None:
+    exp = small_experiment(schedule={"steps": 20, "batch_size": 32}, probes={"forecast_steps": 16})
+    _, recorder, outcome = train(exp, tmp_path / "ck")
+    losses = [r["loss"] for r in recorder.records[1:17]]
+    [at] = [r for r in recorder.records if "forecast/m0" in r]
+    assert at["step"] == 16
+    assert at["forecast/m0"] == pytest.approx(float(np.var(losses)), rel=1e-12)
+    assert at["forecast/low_freq_amp"] > 0
+    [event] = [e for e in recorder.event_list if e["kind"] == "forecast"]
+    assert event["step"] == 16 and event["forecast_m0"] == at["forecast/m0"]
+    assert "will_grok" not in event
+    assert outcome.summary["forecast_m0"] == at["forecast/m0"]
+    assert outcome.summary["forecast_low_freq_amp"] == at["forecast/low_freq_amp"]
+    assert not any(e["kind"] == "forecast_scored" for e in recorder.event_list)
+
+
 def test_non_commutative_op_has_no_swap_split(tmp_path: Path) -> None:
     exp = small_experiment(task={"op": "-"}, schedule={"steps": 2, "eval_every": 1})
     _, recorder, _ = train(exp, tmp_path / "ck")

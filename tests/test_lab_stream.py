@@ -1,10 +1,20 @@
+import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
 from grokterm.lab import MetricStream, read_metrics
-from grokterm.lab.stream import StreamTail, read_records, series, truncate_after
+from grokterm.lab.stream import (
+    ColumnTail,
+    StreamTail,
+    loss_column_path,
+    read_column,
+    read_records,
+    series,
+    truncate_after,
+)
 
 
 @pytest.fixture
@@ -120,7 +130,7 @@ def test_tail_waits_for_a_line_to_be_completed(path: Path) -> None:
 
 
 def test_tail_starts_over_when_the_stream_is_rewritten(path: Path) -> None:
-    write_records(path, [{"step": s, "loss": 1.0 / (s + 1)} for s in range(10)])
+    write_records(path, [{"step": s, "acc": 1.0 / (s + 1)} for s in range(10)])
     tail = StreamTail(path)
     assert len(tail.read_new()) == 10
 
@@ -128,21 +138,21 @@ def test_tail_starts_over_when_the_stream_is_rewritten(path: Path) -> None:
     assert [r["step"] for r in tail.read_new()] == [0, 1, 2, 3, 4]
     assert tail.reset
 
-    write_records(path, [{"step": 5, "loss": 0.1}])
+    write_records(path, [{"step": 5, "acc": 0.1}])
     assert [r["step"] for r in tail.read_new()] == [5]
     assert not tail.reset
 
 
 def test_tail_notices_a_replacement_that_is_not_shorter(path: Path) -> None:
-    write_records(path, [{"step": 1, "loss": 1.0}])
+    write_records(path, [{"step": 1, "acc": 1.0}])
     tail = StreamTail(path)
     tail.read_new()
 
     replacement = path.with_name("new.jsonl")
-    write_records(replacement, [{"step": 1, "loss": 9.0}, {"step": 2, "loss": 8.0}])
+    write_records(replacement, [{"step": 1, "acc": 9.0}, {"step": 2, "acc": 8.0}])
     replacement.replace(path)
 
-    assert [r["loss"] for r in tail.read_new()] == [9.0, 8.0]
+    assert [r["acc"] for r in tail.read_new()] == [9.0, 8.0]
     assert tail.reset
 
 
@@ -156,3 +166,139 @@ def test_truncate_after_keeps_only_earlier_steps(path: Path) -> None:
     assert path.read_bytes().endswith(b"\n")
     assert [p.name for p in path.parent.iterdir()] == ["metrics.jsonl"]
     assert truncate_after(path.with_name("absent.jsonl"), 5) == 0
+
+
+# --- the per-step loss column ----------------------------------------------------------------
+
+
+def training_records(first: int, last: int, eval_every: int = 10) -> list[dict]:
+    """What the loop writes: a loss every step, probe metrics beside it at eval steps."""
+    records = []
+    for step in range(first, last + 1):
+        record = {"step": step, "loss": 1.0 / (step + 1)}
+        if step % eval_every == 0:
+            record.update(train_acc=step / 100, test_acc=step / 200)
+        records.append(record)
+    return records
+
+
+def test_step_losses_go_to_the_column_and_probe_records_to_json(path: Path) -> None:
+    records = [{"step": 0, "train_acc": 0.0}, *training_records(1, 30)]
+    write_records(path, records)
+
+    json_steps = [json.loads(line)["step"] for line in path.read_text().splitlines()]
+    assert json_steps == [0, 10, 20, 30]  # the lines people read
+    column = read_column(loss_column_path(path))
+    assert len(column) == 31 and math.isnan(column[0])
+    assert list(column[1:]) == [1.0 / (step + 1) for step in range(1, 31)]
+    assert loss_column_path(path).stat().st_size == 31 * 8
+    assert read_records(path) == records  # merged in step order, exact float64
+
+
+def test_a_non_finite_or_odd_loss_stays_a_json_line(path: Path) -> None:
+    records = [{"step": 1, "loss": 0.5}, {"step": 2, "loss": math.nan}, {"step": 3, "loss": None}]
+    write_records(path, records)
+    back = read_records(path)
+    assert [r["step"] for r in back] == [1, 2, 3]
+    assert math.isnan(back[1]["loss"]) and back[2]["loss"] is None
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 3]
+
+
+def test_steps_without_a_loss_are_holes_not_records(path: Path) -> None:
+    write_records(path, [{"step": 3, "loss": 3.0}, {"step": 7, "loss": 7.0}])
+    assert read_records(path) == [{"step": 3, "loss": 3.0}, {"step": 7, "loss": 7.0}]
+    assert len(read_column(loss_column_path(path))) == 8
+
+
+def test_the_writer_refuses_a_step_already_in_the_column(path: Path) -> None:
+    write_records(path, training_records(1, 5))
+    with MetricStream(path) as stream, pytest.raises(ValueError, match="already recorded"):
+        stream.append({"step": 5, "loss": 9.0})
+    assert [r["step"] for r in read_records(path)] == [1, 2, 3, 4, 5]
+
+
+def test_a_torn_column_value_is_skipped_and_dropped_by_the_next_writer(path: Path) -> None:
+    write_records(path, training_records(1, 4))
+    with loss_column_path(path).open("ab") as file:
+        file.write(b"\x00\x01\x02")  # a crash inside an 8-byte value
+    assert [r["step"] for r in read_records(path)] == [1, 2, 3, 4]
+
+    write_records(path, training_records(5, 6))
+    assert [r["step"] for r in read_records(path)] == [1, 2, 3, 4, 5, 6]
+    assert loss_column_path(path).stat().st_size == 7 * 8
+
+
+def test_truncate_after_cuts_both_files_with_no_duplicate_or_orphan(path: Path) -> None:
+    write_records(path, training_records(1, 50))
+    assert truncate_after(path, 25) == 25
+    assert len(read_column(loss_column_path(path))) == 26
+    write_records(path, training_records(26, 60))  # the resumed run carries on
+    assert [r["step"] for r in read_records(path)] == list(range(1, 61))
+
+    assert truncate_after(path, -1) == 0
+    assert read_records(path) == [] and loss_column_path(path).stat().st_size == 0
+
+
+@pytest.mark.parametrize("cut_first", ["column", "json"])
+def test_a_crash_between_the_two_truncations_is_mended_by_the_next(path, cut_first) -> None:
+    write_records(path, training_records(1, 50))
+    if cut_first == "column":  # the order truncate_after uses
+        column = loss_column_path(path)
+        column.write_bytes(column.read_bytes()[: 21 * 8])
+    else:
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= 20]
+        path.write_text("".join(line + "\n" for line in kept))
+    steps = [r["step"] for r in read_records(path)]
+    assert len(steps) == len(set(steps)) and steps == sorted(steps)  # never a step twice
+
+    truncate_after(path, 20)  # the next resume truncates again
+    write_records(path, training_records(21, 40))
+    records = read_records(path)
+    assert [r["step"] for r in records] == list(range(1, 41))
+    assert records == training_records(1, 40)
+
+
+def test_an_old_stream_with_every_loss_in_json_reads_and_resumes(path: Path) -> None:
+    old = [{"step": 0, "train_acc": 0.0}, *training_records(1, 30)]
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in old))
+    assert read_records(path) == old
+    assert read_metrics(path)["loss"][1:] == [r["loss"] for r in old[1:]]
+
+    truncate_after(path, 20)  # a resume of the old run
+    write_records(path, training_records(21, 40))
+
+    assert read_records(path) == [old[0], *training_records(1, 40)]
+    column = read_column(loss_column_path(path))  # the old losses were carried into it
+    assert list(column[1:]) == [1.0 / (step + 1) for step in range(1, 41)]
+
+
+def test_a_failed_write_leaves_neither_file_half_written(path: Path) -> None:
+    path.parent.mkdir(parents=True)
+    path.symlink_to("/dev/full")  # every write to the JSON lines fails with ENOSPC
+    stream = MetricStream(path, flush_interval=3600)
+    for record in training_records(1, 10):
+        stream.append(record)
+    with pytest.raises(OSError, match="metrics.jsonl"):
+        stream.flush()
+    assert loss_column_path(path).stat().st_size == 0  # the column's part was undone
+    stream.abandon()
+
+
+def test_column_tail_reads_new_values_and_starts_over_after_a_truncation(path: Path) -> None:
+    tail = ColumnTail(loss_column_path(path))
+    assert len(tail.read_new()) == 0 and not tail.reset
+
+    write_records(path, training_records(1, 10))
+    assert list(tail.read_new(max_values=4)[1:]) == [1 / 2, 1 / 3, 1 / 4]
+    assert tail.steps_read == 4 and tail.steps_on_disk() == 11
+    assert len(tail.read_new()) == 7
+    with loss_column_path(path).open("ab") as file:
+        file.write(b"\x00" * 5)  # half a value: not yet
+    assert len(tail.read_new()) == 0
+
+    truncate_after(path, 5)
+    values = tail.read_new()
+    assert tail.reset and len(values) == 6
+    os.unlink(loss_column_path(path))
+    assert len(tail.read_new()) == 0 and tail.reset

@@ -45,6 +45,33 @@ def test_embedding_has_its_own_learning_rate():
     assert not torch.equal(before, session.model.embed.weight)
 
 
+def test_only_the_decoder_is_decayed_as_in_their_code():
+    """train_add decays the embedding with weight_decay_reprs = 0 and the decoder with
+    weight_decay_dec: sweeping optim.weight_decay must leave the embedding alone."""
+    _, exp = load_experiment("liu-toy", ["optim.weight_decay=5"])
+    session = build_session(exp)
+    embedding, decoder = session.optimizer.param_groups
+    assert embedding["params"] == [session.model.embed.weight]
+    assert (embedding["weight_decay"], decoder["weight_decay"]) == (0.0, 5.0)
+    # with a zero loss gradient only the decay moves a parameter: the embedding stays put
+    before = session.model.embed.weight.detach().clone()
+    for param in session.model.parameters():
+        param.grad = torch.zeros_like(param)
+    first_decoder = next(session.model.decoder.parameters())
+    decoder_before = first_decoder.detach().clone()
+    session.optimizer.step()
+    assert torch.equal(session.model.embed.weight, before)
+    assert not torch.equal(first_decoder, decoder_before)
+
+
+def test_embedding_weight_decay_defaults_to_the_shared_one():
+    _, exp = load_experiment("modadd-mlp", ["optim.embedding_lr=0.01"])
+    groups = build_session(exp).optimizer.param_groups
+    assert [g["weight_decay"] for g in groups] == [exp.optim.weight_decay] * 2
+    _, plain = load_experiment("modadd-mlp")
+    assert len(build_session(plain).optimizer.param_groups) == 1
+
+
 @pytest.mark.parametrize(
     "override",
     ["model.kind=mlp", "schedule.loss=mse", "task.train_pairs=55", "task.kind=modular"],

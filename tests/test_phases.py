@@ -314,3 +314,60 @@ def test_replay_with_other_thresholds_redecides() -> None:
     detector, events = replay(records(grokking_stream()), Detector(grokking_gap=20_000), 10_000)
     assert detector.outcome == "comprehension"
     assert all(event["thresholds"]["grokking_gap"] == 20_000 for event in events)
+
+
+# --- early-loss statistics (seed 003) ----------------------------------------------------
+
+EARLY = {"forecast/m0": 0.0123, "forecast/low_freq_amp": 0.456}
+
+
+def test_forecast_records_the_numbers_and_no_verdict() -> None:
+    detector = PhaseDetector(Detector())
+    [event] = detector.record_forecast(400, EARLY)
+    assert event["kind"] == "forecast" and event["step"] == 400
+    assert event["forecast_m0"] == 0.0123 and event["forecast_low_freq_amp"] == 0.456
+    assert "m₀ = Var(loss) = 0.0123" in event["detail"] and "no threshold" in event["detail"]
+    assert "will_grok" not in event
+    # the outcome is never scored against it
+    events = []
+    for record in records(grokking_stream()):
+        events += detector.update(record["step"], record)
+    events += detector.finish(10_000)
+    assert kinds(events) == ["t1", "t2", "t3", "t4", "outcome"]
+    assert detector.forecast_summary() == {"forecast_m0": 0.0123, "forecast_low_freq_amp": 0.456}
+
+
+def test_replay_records_the_forecast_from_the_stream() -> None:
+    stream = [{"step": 400, "loss": 0.5, **EARLY}, *records(grokking_stream())[5:]]
+    detector, events = replay(stream, Detector(), final_step=10_000)
+    assert [e["step"] for e in events if e["kind"] == "forecast"] == [400]
+    assert detector.forecast_summary()["forecast_m0"] == 0.0123
+    assert "forecast_scored" not in kinds(events)
+
+
+def test_replay_of_an_old_stream_with_the_retired_forecast_keys() -> None:
+    old = {"step": 400, "loss": 0.5, "forecast/oscillation": 0.3, "forecast/activity": 2.0}
+    detector, events = replay([old, *records(grokking_stream())], Detector(), 10_000)
+    assert detector.outcome == "grokking"
+    assert not {"forecast", "forecast_scored"} & set(kinds(events))
+    assert detector.forecast_summary() == {}
+
+
+def test_configs_with_the_retired_forecast_threshold_still_load() -> None:
+    from grokterm.presets import build_experiment
+
+    assert Detector.model_validate({"forecast_threshold": 0.1, "grokking_gap": 7}).grokking_gap == 7
+    exp = build_experiment({"detector": {"forecast_threshold": 0.2}})
+    assert "forecast_threshold" not in exp.detector.model_dump()
+
+
+def test_trap_herald_reports_traps_per_shuffle() -> None:
+    stream = records(grokking_stream())
+    stream += [
+        {"step": 10_000, "train_acc": 1.0, "test_acc": 0.99, "traps_total": 0.4},
+        {"step": 11_000, "train_acc": 1.0, "test_acc": 0.5},
+        {"step": 12_000, "train_acc": 1.0, "test_acc": 0.4},
+    ]
+    _, events = replay(stream, Detector(), final_step=12_000)
+    collapse = next(e for e in events if e["kind"] == "anti_grokking")
+    assert "traps since step 10000 (0.4 trap(s) per shuffle)" in collapse["detail"]

@@ -1,4 +1,4 @@
-"""Anti-grokking, slingshots and forecast scoring on synthetic metric streams."""
+"""Anti-grokking and slingshots on synthetic metric streams."""
 
 from __future__ import annotations
 
@@ -146,19 +146,3 @@ def test_no_slingshot_while_the_loss_is_large_or_noise_is_tiny() -> None:
         records += [{"step": 2 + i, "loss": loss} for i, loss in enumerate(losses)]
         records.append({"step": 20, "loss": losses[-1], "last_layer_norm": 1.0})
         assert slingshots(records) == []
-
-
-def test_forecast_is_scored_when_the_outcome_is_known() -> None:
-    detector = PhaseDetector(Detector())
-    assert kinds(detector.record_forecast(400, True, "forecast: grokking")) == ["forecast"]
-    events = []
-    for record in [probe(100, 1.0, 0.0), probe(5000, 1.0, 0.99)]:
-        events += detector.update(record["step"], record)
-    scored = next(e for e in events if e["kind"] == "forecast_scored")
-    assert scored["right"] is True and "right (grokking)" in scored["detail"]
-
-    wrong = PhaseDetector(Detector())
-    wrong.record_forecast(400, True, "forecast: grokking")
-    wrong.update(100, probe(100, 1.0, 0.0))
-    scored = next(e for e in wrong.finish(9000) if e["kind"] == "forecast_scored")
-    assert scored["right"] is False and "wrong (memorization)" in scored["detail"]

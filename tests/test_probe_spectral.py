@@ -1,5 +1,5 @@
 """Spectral probes: Hjorth parameters and DFT energy against known answers, the windows,
-and the (heuristic) grokking forecast."""
+and the early-loss statistics of seed 003 (m₀ and the low-frequency amplitude)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from grokterm.probes.spectral import (
     EarlyWindow,
     SpectralWindow,
     dft_energy,
-    grokking_forecast,
+    early_loss_features,
     hjorth,
+    low_freq_amplitude,
+    low_freq_bins,
     oscillation,
     spectral_features,
 )
@@ -127,36 +129,64 @@ def test_loss_signal_floors_zero_and_keeps_nan():
     assert all(math.isfinite(v) for v in window.metrics().values())
 
 
-def test_early_window_reports_once():
+def test_early_window_reports_the_raw_loss_statistics_once():
+    losses = [4.0 * math.exp(-i / 5) for i in range(50)]
     early = EarlyWindow(20)
-    out = [early.add(4.0 * math.exp(-i / 5)) for i in range(50)]
-    reported = [i for i, o in enumerate(out) if o is not None]
-    assert reported == [19]
-    features = out[19]
-    assert sorted(features) == sorted(f"forecast/{key}" for key in KEYS)
-    expected = spectral_features(np.log([4.0 * math.exp(-i / 5) for i in range(20)]), "forecast")
-    assert features == pytest.approx(expected)
+    out = [early.add(loss) for loss in losses]
+    assert [i for i, o in enumerate(out) if o is not None] == [19]
+    assert sorted(out[19]) == ["forecast/low_freq_amp", "forecast/m0"]
+    # the raw loss, not its log
+    assert out[19]["forecast/m0"] == pytest.approx(np.var(losses[:20]), rel=1e-12)
+    assert out[19] == early_loss_features(losses[:20])
 
 
-def test_forecast_rule():
+def test_m0_is_the_variance_and_the_integrated_periodogram():
+    x = np.random.default_rng(3).exponential(size=400) + np.linspace(5, 0, 400)
+    m0 = early_loss_features(x)["forecast/m0"]
+    spectrum = np.abs(np.fft.fft(x)) ** 2
+    assert m0 == pytest.approx(np.var(x), rel=1e-12)
+    # Parseval: (1/N²) Σ_{k≥1} |X_k|², the periodogram |X_k|²/N integrated over df = 1/N
+    assert m0 == pytest.approx(spectrum[1:].sum() / x.size**2, rel=1e-10)
+
+
+def test_low_frequency_amplitude_of_tones():
+    n = 400
+    t = np.arange(n)
+    assert low_freq_bins(n) == 20 and low_freq_bins(16) == 1
+    slow = 7.0 + 3.0 * np.cos(2 * np.pi * 5 * t / n + 0.3)  # bin 5: a low frequency
+    fast = 7.0 + 3.0 * np.cos(2 * np.pi * 50 * t / n)  # bin 50: above K = 20
+    assert low_freq_amplitude(slow) == pytest.approx(3.0, rel=1e-9)
+    assert low_freq_amplitude(fast) == pytest.approx(0.0, abs=1e-9)
+    assert low_freq_amplitude(slow + fast - 7.0) == pytest.approx(3.0, rel=1e-9)
+    assert low_freq_amplitude(np.full(n, 2.0)) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(low_freq_amplitude([1.0, math.nan, 2.0]))
+
+
+def test_oscillating_early_loss_has_a_larger_m0_than_a_smooth_one():
+    """Seed 003's regime: mini-batch Adam makes the early loss oscillate; a full batch
+    makes it fall smoothly. m₀ tells the two apart; no threshold is applied."""
     t = np.arange(400)
-    smooth = 4.6 * np.exp(-t / 40) + 1e-3
-    bump = np.where((t > 200) & (t < 300), 5 * np.sin((t - 200) / 100 * np.pi), 0.0)
-    bumpy = smooth * np.exp(bump)  # the loss rises ~150-fold and falls back
+    smooth = 0.5 * np.exp(-t / 40) + 0.01
+    oscillating = smooth + 0.3 * (1 + np.sin(2 * np.pi * t / 50))
+    calm, loud = early_loss_features(smooth), early_loss_features(oscillating)
+    assert loud["forecast/m0"] > 5 * calm["forecast/m0"]
+    assert loud["forecast/low_freq_amp"] > calm["forecast/low_freq_amp"]
+    constant = early_loss_features(np.full(400, 2.0))
+    assert constant["forecast/m0"] == 0.0
+    assert constant["forecast/low_freq_amp"] == pytest.approx(0.0, abs=1e-12)
 
-    def features(losses):
-        early = EarlyWindow(len(losses))
-        return [f for f in map(early.add, losses) if f][0]
 
-    calm = grokking_forecast(features(smooth), 0.1)
-    assert calm["kind"] == "forecast" and calm["will_grok"] is False
-    assert calm["value"] == 0.0 and calm["threshold"] == 0.1
-    assert "heuristic" in calm["detail"]
-    loud = grokking_forecast(features(bumpy), {"oscillation": 0.1})
-    assert loud["will_grok"] is True and loud["value"] >= 0.1
-    assert loud["thresholds"] == {"oscillation": 0.1}
-    # the threshold decides
-    assert grokking_forecast(features(bumpy), loud["value"] + 1e-9)["will_grok"] is False
-    # no statistic (constant loss, or missing): no forecast
-    assert grokking_forecast(features(np.full(50, 2.0))) is None
-    assert grokking_forecast({}) is None
+def test_early_window_resumes_from_its_state_and_from_an_old_log_state():
+    losses = [2.0 / (1 + i) for i in range(30)]
+    whole = EarlyWindow(30)
+    expected = [f for f in map(whole.add, losses) if f][0]
+    resumed = EarlyWindow(30)
+    for loss in losses[:12]:
+        resumed.add(loss)
+    again = EarlyWindow(30)
+    again.load(resumed.state())
+    assert [f for f in map(again.add, losses[12:]) if f][0] == expected
+    old = EarlyWindow(30)  # checkpoints before the raw-loss window kept log(loss)
+    old.load({"values": np.log(losses[:12]), "done": False})
+    got = [f for f in map(old.add, losses[12:]) if f][0]
+    assert got == pytest.approx(expected, rel=1e-12)

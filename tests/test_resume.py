@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import torch
 
 from grokterm import launcher, live
 from grokterm.lab import Lab
-from grokterm.lab.stream import read_records
+from grokterm.lab.stream import loss_column_path, read_column, read_records
 
 SETTINGS = [
     "--set", "task.p=23",
@@ -67,8 +68,15 @@ def start_detached(lab_dir: Path) -> str:
 
 
 def assert_complete_series(lab: Lab, run_id: str) -> None:
-    steps = [record["step"] for record in read_records(lab.run_dir(run_id) / "metrics.jsonl")]
+    stream = lab.run_dir(run_id) / "metrics.jsonl"
+    steps = [record["step"] for record in read_records(stream)]
     assert steps == list(range(0, 1501))
+    # The loss of every step once, in its column; the JSON lines hold each probe step once.
+    losses = read_column(loss_column_path(stream))
+    assert len(losses) == 1501 and losses[0] != losses[0]  # no loss at step 0 (NaN)
+    assert all(math.isfinite(loss) for loss in losses[1:])
+    json_steps = [json.loads(line)["step"] for line in stream.read_text().splitlines()]
+    assert json_steps == list(range(0, 1501, 20))
 
 
 def assert_same(weights: dict, reference: dict) -> None:

@@ -717,33 +717,52 @@ async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch
     assert steps == list(range(3001))
 
 
-# --- results of overlapping refreshes ------------------------------------------------------
+# --- the one poller: LabState ------------------------------------------------------------
 
 
-def test_freshness_applies_only_results_newer_than_the_last_shown():
-    from grokterm.tui.screens.base import Freshness
-
-    freshness = Freshness()
-    older, newer = freshness.ticket(), freshness.ticket()
-    assert freshness.is_newest(newer)
-    assert not freshness.is_newest(older)  # an older read that finished last
-    assert freshness.is_newest(freshness.ticket())
-
-
-async def test_a_preview_read_for_an_earlier_selection_does_not_overwrite(tui_lab):
-    """Thread workers cannot be cancelled: the preview read for the row selected before may
-    finish after the one for the row selected now. It must not replace it."""
-    from rich.text import Text
+def test_lab_state_parses_the_lab_log_only_when_it_changed(tui_lab, monkeypatch):
+    from grokterm.tui.state import LabState
 
     lab, ids = tui_lab
-    app = GrokApp(lab)
-    async with app.run_test(size=SIZE) as pilot:
-        await started(pilot, 5)
-        await select(pilot, ids["grok"])
-        preview = app.screen.query_one("#preview-text", Static)
-        await wait_for(pilot, lambda: text_of(preview).startswith(ids["grok"]), "the preview")
-        app.screen.show_preview(Text("stale: the row selected before"), (ids["memo"], "x", 0))
-        assert text_of(preview).startswith(ids["grok"])
+    state = LabState(lab)
+    parses = []
+    list_runs = lab.list_runs
+    monkeypatch.setattr(lab, "list_runs", lambda: parses.append(1) or list_runs())
+    assert state.refresh()
+    first = state.take_changes()
+    assert first.log and first.added == set(ids.values()) and not first.removed
+    state.refresh()
+    assert len(parses) == 1  # unchanged file: only the live run's status.json is read
+    lab.add_note("a note", run_id=ids["grok"])
+    assert state.refresh()
+    change = state.take_changes()
+    assert change.log and len(parses) == 2
+    assert [note["text"] for note in state.snapshot.notes_of(ids["grok"])][-1] == "a note"
+
+
+def test_lab_state_changes_add_up_until_taken_and_a_busy_refresh_is_skipped(tui_lab):
+    """Refreshes never overlap (a thread worker cannot be cancelled, so one may still read
+    when the next starts): the second one skips, and no older read replaces the snapshot.
+    What several refreshes changed is taken at once, so no change is lost or shown twice."""
+    from grokterm.tui.state import LabState
+
+    lab, ids = tui_lab
+    state = LabState(lab)
+    state.refresh()
+    lab.update_run(ids["memo"], tags=["x"])
+    state.refresh()
+    lab.update_run(ids["grok"], tags=["y"])
+    state.refresh()
+    change = state.take_changes()
+    assert change.added == set(ids.values())
+    assert {ids["memo"], ids["grok"]} <= change.changed
+    assert not state.take_changes()
+    snapshot = state.snapshot
+    with state._refreshing:  # a refresh under way on another thread
+        lab.update_run(ids["memo"], tags=["z"])
+        assert not state.refresh()
+    assert state.snapshot is snapshot
+    assert state.refresh() and state.view(ids["memo"]).tags == ["z"]
 
 
 async def test_the_monitor_header_says_what_the_run_trains_on(tui_lab):

@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Input, Static
 
 from grokterm.lab import Lab
 from grokterm.tui.app import GrokApp
+from grokterm.tui.messages import OpenCompare
 from grokterm.tui.screens.compare import CompareScreen, loss_vs_norm
 from grokterm.tui.screens.dialogs import HelpScreen, Prompt
 from grokterm.tui.screens.lablog import LabLogScreen, parse_time
@@ -103,7 +104,7 @@ async def test_compare_shows_both_runs_the_config_diff_and_phase_timings(two_run
     app = GrokApp(lab, export_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
-        app.open_compare([slow, fast])
+        app.post_message(OpenCompare([slow, fast]))
         screen = await compare_loaded(pilot)
         status = str(screen.query_one("#compare-status", Static).content)
         assert slow in status and fast in status
@@ -135,7 +136,7 @@ async def test_compare_keys(two_runs, tmp_path):
     app = GrokApp(Lab(lab_path), export_dir=tmp_path)
     async with app.run_test(size=(120, 40)) as pilot:
         await settle(app, pilot)
-        app.open_compare([slow, fast])
+        app.post_message(OpenCompare([slow, fast]))
         screen = await compare_loaded(pilot)
         accuracy, extra = screen.query_one("#cmp-accuracy"), screen.query_one("#cmp-extra")
 

@@ -17,6 +17,7 @@ from grokterm import launcher
 from grokterm.config import Detector, Experiment
 from grokterm.lab import Lab
 from grokterm.presets import list_presets, load_experiment
+from grokterm.tui.messages import OpenMonitor
 from grokterm.tui.screens.launch import (
     ConfirmOverwrite,
     LaunchScreen,
@@ -38,7 +39,7 @@ def presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class LaunchApp(App):
-    """Just the launch screen, with an open_monitor that records its calls."""
+    """Just the launch screen; records the monitors it is asked to open."""
 
     def __init__(self, lab: Lab, preset: str | None = None) -> None:
         super().__init__()
@@ -51,8 +52,8 @@ class LaunchApp(App):
     def on_mount(self) -> None:
         self.push_screen(LaunchScreen(self.lab, self.preset))
 
-    def open_monitor(self, run_id: str) -> None:
-        self.opened.append(run_id)
+    def on_open_monitor(self, message: OpenMonitor) -> None:
+        self.opened.append(message.run_id)
 
     def notify(self, message: str, **kwargs: Any) -> None:
         self.notes.append((kwargs.get("severity", "information"), message))

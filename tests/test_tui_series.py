@@ -7,12 +7,18 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 
+import numpy as np
 import pytest
 
+from grokterm.lab import Lab, MetricStream
+from grokterm.lab.stream import truncate_after
 from grokterm.tui.series import (
     RunSeries,
     Series,
+    StepSeries,
+    bucket_edges,
     downsample,
     ema,
     log_ticks,
@@ -241,3 +247,121 @@ def test_run_series_version_bumps_only_on_change_and_reset_clears():
     assert run.version == 3 and run.names() == [] and run.last_step == -1
     run.extend([{"step": 1, "loss": 0.9}])
     assert run.version == 4 and run.get("loss").steps == [1]
+
+
+# --- StepSeries: a per-step column ---------------------------------------------------------
+
+
+def column_of(values: list[float], block: int = 4096) -> StepSeries:
+    column = StepSeries(block)
+    for start in range(0, len(values), 1000):  # in slices, as a tail delivers them
+        column.extend(array("d", values[start : start + 1000]))
+    return column
+
+
+def loss_like(n: int, seed: int = 0) -> list[float]:
+    """A loss per step with holes (NaN), step 0 empty, zeros and infinities sprinkled in."""
+    rng = random.Random(seed)
+    values = [rng.lognormvariate(0, 2) for _ in range(n)]
+    values[0] = math.nan
+    for i in rng.sample(range(1, n), n // 50):
+        values[i] = rng.choice([math.nan, 0.0, math.inf, -1.0])
+    return values
+
+
+def brute_extremes(values, start, end, log_y):
+    """Python's min and max over one bucket, of the values a chart can show."""
+    shown = [v for v in values[start:end] if math.isfinite(v) and (v > 0 or not log_y)]
+    return (min(shown), max(shown)) if shown else None
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+@pytest.mark.parametrize("log_y", [False, True])
+@pytest.mark.parametrize("n,buckets", [(20_000, 100), (5_000, 37), (150, 100)])
+@pytest.mark.parametrize("block", [4096, 7, 64])  # buckets from raw values, from blocks
+def test_step_column_buckets_hold_the_brute_force_min_and_max(log_x, log_y, n, buckets, block):
+    values = loss_like(n)
+    steps, ys = column_of(values, block).chart_points(buckets, log_x, log_y)
+    assert steps == sorted(set(steps))
+    assert all(ys[i] == values[int(step)] for i, step in enumerate(steps))
+    shown = [s for s in range(1 if log_x else 0, n) if math.isfinite(values[s])]
+    shown = [s for s in shown if values[s] > 0 or not log_y]
+    assert steps[0] == shown[0] and steps[-1] == shown[-1]
+    if shown[-1] - shown[0] < 2 * buckets:
+        assert steps == shown
+        return
+    edges = bucket_edges(shown[0], shown[-1], buckets, log_x)
+    assert len(steps) <= 2 * buckets + 2
+    for start, end in zip(edges[:-1], edges[1:], strict=True):
+        inside = [y for s, y in zip(steps, ys, strict=True) if start <= s < end]
+        expected = brute_extremes(values, start, end, log_y)
+        assert (min(inside), max(inside)) == expected if expected else not inside
+
+
+@pytest.mark.parametrize("log_x", [False, True])
+@pytest.mark.parametrize("block", [4096, 16])
+def test_step_column_draws_the_points_downsample_draws(log_x, block):
+    values = [round(v, 2) for v in noisy(30_000, seed=3)[1]]  # rounded: many ties
+    values[0] = math.nan  # no loss at step 0
+    steps, ys = column_of(values, block).chart_points(120, log_x, log_y=False)
+    expected = downsample(list(range(1, 30_000)), values[1:], 120, log_x)
+    assert (steps, ys) == expected
+
+
+def test_bucket_edges_cover_the_range_in_order():
+    for log_x in (False, True):
+        edges = bucket_edges(1, 10**7, 200, log_x)
+        assert edges[0] == 1 and edges[-1] == 10**7 + 1
+        assert all(np.diff(edges) >= 0) and len(edges) == 201
+
+
+def test_step_column_counts_values_and_grows_while_read():
+    column = StepSeries()
+    assert len(column) == 0 and column.chart_points(10, True, True) == ([], [])
+    column.extend(array("d", [math.nan, 1.0, math.inf, 0.5]))
+    column.extend(array("d", [0.25]))
+    assert len(column) == 3 and column.size == 5
+    assert column.chart_points(10, log_x=True, log_y=True) == ([1.0, 3.0, 4.0], [1.0, 0.5, 0.25])
+
+
+def test_run_series_prefers_the_column_to_the_json_losses():
+    run = RunSeries()
+    run.extend([{"step": 0, "train_acc": 0.1}, {"step": 10, "loss": 0.5, "train_acc": 0.2}])
+    assert run.get("loss").steps == [10]
+    run.extend_column("loss", array("d", [math.nan, *[1 / s for s in range(1, 21)]]))
+    assert isinstance(run.get("loss"), StepSeries) and len(run.get("loss")) == 20
+    assert run.last_step == 20 and run.names() == ["loss", "train_acc"]
+    version = run.version
+    run.reset()  # the JSON lines were rewritten: the column stays
+    assert len(run.get("loss")) == 20 and run.version > version
+    run.reset_column("loss")
+    assert run.names() == [] and len(run.get("loss")) == 0
+
+
+def test_run_tail_reads_the_column_only_when_asked_and_follows_a_resume(tmp_path):
+    from grokterm.tui.state import LabState
+
+    lab = Lab(tmp_path / "lab")
+    run_id = lab.create_run("plain", None, {"schedule": {"steps": 100}}, []).id
+    stream = lab.run_dir(run_id) / "metrics.jsonl"
+    with MetricStream(stream) as writer:
+        for step in range(1, 101):
+            probe = {"acc": step / 100} if step % 10 == 0 else {}
+            writer.append({"step": step, "loss": 1 / step, **probe})
+    tail = LabState(lab).tail(run_id)
+
+    assert tail.poll() and "loss" in tail.series.names()  # the JSON losses, at probe steps
+    assert len(tail.series.get("loss")) == 10
+    assert tail.poll(with_column=True) and len(tail.series.get("loss")) == 100
+    assert not tail.poll(with_column=True)
+
+    truncate_after(stream, 40)  # a resume
+    with MetricStream(stream) as writer:
+        for step in range(41, 61):
+            writer.append({"step": step, "loss": 2 / step})
+    assert tail.poll(with_column=True)
+    loss = tail.series.get("loss")
+    assert loss.size == 61 and len(loss) == 60
+    assert loss.chart_points(200, False, False)[1][-1] == pytest.approx(2 / 60)
+    tail.drop_column()
+    assert tail.series.get("loss").steps == [10, 20, 30, 40]  # the JSON losses kept

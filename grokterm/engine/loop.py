@@ -18,7 +18,7 @@ from torch import nn
 from grokterm.config import COMMUTATIVE_OPS, Experiment, ModularTask
 from grokterm.engine.checkpoints import save_checkpoint
 from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
-from grokterm.engine.probing import Prober, basic_probes
+from grokterm.engine.probing import Prober, basic_probes, keep_params_before_probe
 from grokterm.engine.stopping import StopFlag
 from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
 from grokterm.phases import PhaseDetector
@@ -67,13 +67,17 @@ def loss_function(kind: str, n_classes: int, out_dim: int = 1):
 
 
 def parameter_groups(exp: Experiment, model: nn.Module) -> list[dict[str, Any]]:
-    """All parameters at optim.lr, or embedding tables at optim.embedding_lr when set."""
-    if exp.optim.embedding_lr is None:
+    """All parameters at optim.lr and optim.weight_decay, or embedding tables in a group of
+    their own when optim.embedding_lr or optim.embedding_weight_decay is set."""
+    o = exp.optim
+    own = {"lr": o.embedding_lr, "weight_decay": o.embedding_weight_decay}
+    own = {key: value for key, value in own.items() if value is not None}
+    if not own:
         return [{"params": list(model.parameters())}]
     embedding = [p for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()]
     chosen = {id(p) for p in embedding}
     rest = [p for p in model.parameters() if id(p) not in chosen]
-    return [{"params": embedding, "lr": exp.optim.embedding_lr}, {"params": rest}]
+    return [{"params": embedding, **own}, {"params": rest}]
 
 
 def build_optimizer(exp: Experiment, model: nn.Module) -> torch.optim.Optimizer:
@@ -242,6 +246,7 @@ def run_training(
         if stop.reason:
             status, reason = "stopped", stop.reason
             break
+        keep_params_before_probe(session)
         loss = train_step(session)
         record: dict[str, Any] = {"step": session.step, "loss": loss}
         if not math.isfinite(loss):
@@ -253,13 +258,7 @@ def run_training(
         features = session.prober.add_loss(loss)
         if features:
             record.update(features)
-            forecast = session.prober.forecast(features)
-            if forecast:
-                recorder.events(
-                    detector.record_forecast(
-                        session.step, forecast["will_grok"], forecast["detail"]
-                    )
-                )
+            recorder.events(detector.record_forecast(session.step, features))
         if session.step in session.eval_steps:
             last_probe = probe(session)
             session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
@@ -283,6 +282,7 @@ def run_training(
         recorder.events(detector.finish(session.step))
     summary = {
         **detector.summary(),
+        **detector.forecast_summary(),
         **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
         "weight_norm": last_probe.get("weight_norm"),
         "best_test_acc": session.best_test_acc if math.isfinite(session.best_test_acc) else None,

@@ -1,5 +1,5 @@
 """The probes of a run at their cadences, and the per-step loss windows behind the spectral
-probe and the grokking forecast.
+probe and the early-loss statistics (seed 003).
 
 Probes never touch the global RNGs (each draws from its own seeded generator), so turning
 one on or off never changes the training trajectory.
@@ -40,19 +40,14 @@ class Prober:
     # --- every step ------------------------------------------------------------------------
 
     def add_loss(self, loss: float) -> dict[str, float] | None:
-        """Feed the step's loss; returns the forecast features once, when the early window
-        fills up."""
+        """Feed the step's loss; returns the early-loss statistics (``forecast/m0``,
+        ``forecast/low_freq_amp``) once, when the early window fills up."""
         if self.loss_window is None:
             return None
         self.loss_window.add(loss)
         if self.early_window is not None:
             return self.early_window.add(loss)
         return None
-
-    def forecast(self, features: dict[str, float]) -> dict[str, Any] | None:
-        from grokterm.probes import spectral
-
-        return spectral.grokking_forecast(features, self.exp.detector.forecast_threshold)
 
     def state(self) -> dict[str, Any]:
         """What a checkpoint needs so that a resumed run probes exactly as an unbroken one."""
@@ -145,15 +140,22 @@ def _arrays(state: dict[str, Any]) -> dict[str, Any]:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
+def keep_params_before_probe(session) -> None:
+    """Before the optimizer step that lands on a probe step, keep a copy of θ, so that the
+    probe measures 1 − cos(θ_t, θ_{t−1}) between consecutive steps (seed 003). Only then:
+    a copy every step would double the loop's memory traffic."""
+    if session.exp.probes.cosine_distance and session.step + 1 in session.eval_steps:
+        session.previous_params = basic.flat_parameters(session.model).clone()
+
+
 def basic_probes(session) -> dict[str, Any]:
     """Accuracy and loss always; norms and cosine distance when switched on."""
     exp, model = session.exp, session.model
     out = basic.accuracy_probe(model, session.data, session.loss_fn, session.swap_seen)
     if exp.probes.weight_norm:
         out.update(basic.weight_norm_probe(model))
-    if exp.probes.cosine_distance:
+    if exp.probes.cosine_distance and session.previous_params is not None:
         params = basic.flat_parameters(model)
-        if session.previous_params is not None:
-            out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
-        session.previous_params = params.clone()
+        out["cos_dist"] = basic.cosine_distance(params, session.previous_params)
+        session.previous_params = None
     return out

@@ -24,6 +24,7 @@ from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 from tinydb.table import Document
 
+from grokterm.errors import GrokError
 from grokterm.lab.records import Event, RunRecord, RunStatus
 
 RUN_STATUSES = tuple(status.value for status in RunStatus)
@@ -45,7 +46,7 @@ def data_text(data: dict[str, Any]) -> str:
     return f"{data.get('source')}: {data.get('n_train'):,} train / {data.get('n_test'):,} test"
 
 
-class LabError(Exception):
+class LabError(GrokError):
     """A lab-log problem, phrased as one line the user can act on."""
 
 

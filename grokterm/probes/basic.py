@@ -74,5 +74,9 @@ def flat_parameters(model: nn.Module) -> torch.Tensor:
 
 
 def cosine_distance(current: torch.Tensor, previous: torch.Tensor) -> float:
-    cos = nn.functional.cosine_similarity(current, previous, dim=0)
-    return float(1.0 - cos.item())
+    """1 − cos(current, previous), as ‖u − v‖²/2 of the unit vectors in float64. Between
+    consecutive steps it is ~1e-10..1e-6, below float32 rounding of 1 − cos (which gave
+    negative values)."""
+    u = current.double() / current.double().norm()
+    v = previous.double() / previous.double().norm()
+    return float((u - v).pow(2).sum() / 2)

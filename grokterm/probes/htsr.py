@@ -508,15 +508,19 @@ def layer_traps(
 
 @torch.no_grad()
 def traps_metrics(model: nn.Module, seed: int = 0, min_evals: int = MIN_EVALS) -> dict[str, float]:
-    """``traps/<layer>`` (correlation traps of each 2-D weight; NaN if too small or the MP fit
-    failed) and ``traps_total``, with shuffles from ``numpy.random.default_rng(seed)``."""
+    """``traps/<layer>``: WeightWatcher's ``rand_num_spikes`` of each 2-D weight (NaN if too
+    small or the MP fit failed), counted over its pooled shuffles (5 when min(W.shape) < 100,
+    so one trap there counts up to 5 times); ``traps_total``: traps per shuffle, i.e. each
+    layer's count divided by its number of shuffles, summed over layers (may be fractional).
+    Shuffles come from ``numpy.random.default_rng(seed)``."""
     rng = np.random.default_rng(seed)
     results = layer_traps(layer_matrices(model), rng, min_evals=min_evals)
     out: dict[str, float] = {}
-    total = 0
+    per_shuffle = 0.0
     for name, result in results.items():
         count = -1 if result is None else result["rand_num_spikes"]
         out[f"traps/{name}"] = float(count) if count >= 0 else math.nan
-        total += max(count, 0)
-    out["traps_total"] = float(total)
+        if count > 0:
+            per_shuffle += count / result["replicas"]
+    out["traps_total"] = per_shuffle
     return out

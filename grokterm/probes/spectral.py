@@ -1,30 +1,35 @@
-"""Spectral probes of the training loss: Hjorth parameters, DFT energy, a grokking forecast.
+"""Spectral probes of the training loss: Hjorth parameters and DFT energy of a live window,
+and the early-loss statistics of seed 003 (Notsawo et al. 2023).
 
-Following Notsawo et al. 2023 ("Predicting grokking long before it happens"): the per-step
-training loss over a window is treated as a signal. Its Hjorth parameters are
+A window of the per-step training loss is treated as a signal x_0..x_{N-1} with DFT
+X_k = Σ_t x_t e^{−2πikt/N}. Its Hjorth parameters are
 
 * activity   = Var(x)                          (the signal power),
 * mobility   = √(Var(Δx) / Var(x))             (a mean frequency),
-* complexity = mobility(Δx) / mobility(x)      (how far from a pure tone; 1 for a sinusoid),
+* complexity = mobility(Δx) / mobility(x)      (how far from a pure tone; 1 for a sinusoid).
 
-and its DFT energy is the energy of the non-DC components, Σ_{k≥1} |X_k|² / N. By Parseval
-that total equals Σ (x − x̄)² = N · activity, so the informative extra is the *low-frequency*
-part: the energy of the lowest ``low_fraction`` of the frequencies (Notsawo's "amplitude of
-the low-frequency components").
+**Live window (``spectral/...``): log(loss).** Here the loss spans four or more orders of
+magnitude within a run, so on the raw loss any late window is dominated by its largest
+values. On log(loss) a relative change counts the same at any loss level; losses are floored
+at ``LOSS_FLOOR`` before the log (a float32 loss can be exactly 0). Its DFT energy is
+Σ_{k≥1} |X_k|² / N (= N · activity by Parseval), and its low-frequency energy counts the
+lowest ``low_fraction`` of the frequencies.
 
-**The signal is log(loss), not the loss.** Notsawo analyse the loss itself. Here the loss spans
-four or more orders of magnitude within a run (ln p ≈ 4.6 at init, 1e-4 after memorisation), so
-on the raw loss any window is dominated by its largest values: a window after memorisation
-has an activity of ~1e-8 whatever happens in it, and in the first N steps the initial drop
-swamps every later oscillation. On log(loss) a relative change of the same size counts the
-same at any loss level, and a constant factor on the loss (a different loss scale or modulus)
-is a DC offset, which none of the statistics sees. The price: the numbers are not comparable
-with the paper's. Losses are floored at ``LOSS_FLOOR`` before the log (a float32 loss can be
-exactly 0). Both windows (live and early) use the same signal.
+**Early window (``forecast/...``): the raw loss, as seed 003 defines it.** Over the first
+N steps (``probes.forecast_steps``, 400 by default):
 
-The grokking forecast (:func:`grokking_forecast`) is this module's own heuristic, not
-Notsawo's rule: their exact statistic, window length and threshold could not be checked
-(grokterm research notes, papers.md §5). See :data:`FORECAST_RULE`.
+* ``forecast/m0``, Hjorth activity m₀ = ∫|F(L)(ω)|²dω, taken as the population variance
+  m₀ = (1/N) Σ_t (ℓ_t − ℓ̄)² = (1/N²) Σ_{k=1}^{N−1} |X_k|²: the periodogram |X_k|²/N
+  integrated over frequency in cycles per step (bin width 1/N), DC excluded;
+* ``forecast/low_freq_amp``, the low-frequency amplitude Σ_{k=1}^{K} 2|X_k| / N over the
+  lowest K non-DC bins, K = ⌈⌊N/2⌋ / 10⌉ (the lowest tenth of the one-sided spectrum: K = 20
+  at N = 400, periods of 20 steps and longer). A sinusoid of amplitude A in one of those
+  bins contributes exactly A.
+
+These are recorded, not judged: Notsawo et al. read them against final test accuracy across
+a hyperparameter grid, and no threshold that turns one run's m₀ into a prediction is
+published (grokterm research notes, papers.md §5). Early oscillations come with mini-batch
+Adam; with a full batch the early loss falls smoothly and m₀ is small.
 
 numpy only; no torch.
 """
@@ -32,7 +37,6 @@ numpy only; no torch.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -40,21 +44,15 @@ import numpy as np
 LOSS_FLOOR = 1e-30  # losses at or below this are taken as this before the log
 MIN_VALUES = 8  # a window reports nothing until it holds this many values (or is full)
 LOW_FRACTION = 0.1  # "low frequencies": the lowest 10% of the non-DC frequencies up to Nyquist
-FORECAST_THRESHOLD = 0.1  # default threshold of the forecast's oscillation statistic
-
-FORECAST_RULE = (
-    "heuristic (grokterm's own, not Notsawo et al.'s unverified rule): over the first N steps "
-    "of log(loss), oscillation = low-frequency DFT energy of the loss's rises above its running "
-    "minimum / total non-DC DFT energy; forecast grokking when oscillation >= threshold"
-)
 
 __all__ = [
-    "FORECAST_RULE",
     "EarlyWindow",
     "SpectralWindow",
     "dft_energy",
-    "grokking_forecast",
+    "early_loss_features",
     "hjorth",
+    "low_freq_amplitude",
+    "low_freq_bins",
     "loss_signal",
     "oscillation",
     "spectral_features",
@@ -163,6 +161,34 @@ def spectral_features(
     }
 
 
+def low_freq_bins(n: int) -> int:
+    """K, the number of non-DC bins that count as low frequencies in an N-sample window: the
+    lowest tenth of the one-sided spectrum, at least 1."""
+    return max(1, math.ceil(LOW_FRACTION * (n // 2)))
+
+
+def low_freq_amplitude(x) -> float:
+    """Σ_{k=1}^{K} 2|X_k| / N with K = ``low_freq_bins(N)``: the summed amplitudes of the
+    lowest K non-DC sinusoids of the signal. NaN if it is too short or not finite."""
+    x = np.asarray(x, dtype=np.float64).ravel()
+    n = x.size
+    if n < 2 or not np.all(np.isfinite(x)):
+        return math.nan
+    k = low_freq_bins(n)
+    return float(2.0 * np.abs(np.fft.rfft(x)[1 : k + 1]).sum() / n)
+
+
+def early_loss_features(losses) -> dict[str, float]:
+    """Seed 003's statistics of the raw early training loss (see the module docstring):
+    ``forecast/m0`` (Hjorth activity, the population variance) and ``forecast/low_freq_amp``."""
+    x = np.asarray(losses, dtype=np.float64).ravel()
+    finite = x.size > 0 and bool(np.all(np.isfinite(x)))
+    return {
+        "forecast/m0": _variance(x) if finite else math.nan,
+        "forecast/low_freq_amp": low_freq_amplitude(x),
+    }
+
+
 def loss_signal(loss: float) -> float:
     """log(loss), floored at LOSS_FLOOR; NaN stays NaN, +inf stays +inf."""
     loss = float(loss)
@@ -215,76 +241,34 @@ class SpectralWindow:
 
 
 class EarlyWindow:
-    """The first ``n_steps`` losses of a run. ``add`` returns their ``forecast/...``
-    statistics exactly once, when the N-th loss arrives, and None before and after."""
+    """The raw losses of a run's first ``n_steps`` steps. ``add`` returns their
+    ``forecast/...`` statistics (:func:`early_loss_features`) exactly once, when the N-th
+    loss arrives, and None before and after."""
 
-    def __init__(self, n_steps: int, low_fraction: float = LOW_FRACTION):
+    def __init__(self, n_steps: int):
         if n_steps < 3:
             raise ValueError(f"the early window needs at least 3 steps, not {n_steps}")
         self.n_steps = n_steps
-        self.low_fraction = low_fraction
-        self._values: list[float] = []
+        self._losses: list[float] = []
         self.done = False
 
     def state(self) -> dict[str, Any]:
-        return {"values": np.asarray(self._values, dtype=np.float64), "done": self.done}
+        return {"losses": np.asarray(self._losses, dtype=np.float64), "done": self.done}
 
     def load(self, state: dict[str, Any]) -> None:
-        self._values = [float(v) for v in state["values"]]
+        if "losses" in state:
+            self._losses = [float(v) for v in state["losses"]]
+        else:  # a checkpoint from before the raw-loss window kept log(loss)
+            self._losses = [math.exp(float(v)) for v in state["values"]]
         self.done = bool(state["done"])
 
     def add(self, loss: float) -> dict[str, float] | None:
         if self.done:
             return None
-        self._values.append(loss_signal(loss))
-        if len(self._values) < self.n_steps:
+        self._losses.append(float(loss))
+        if len(self._losses) < self.n_steps:
             return None
         self.done = True
-        features = spectral_features(self._values, "forecast", self.low_fraction)
-        self._values = []
+        features = early_loss_features(self._losses)
+        self._losses = []
         return features
-
-
-# --- the forecast --------------------------------------------------------------------------
-
-
-def grokking_forecast(
-    features: Mapping[str, float],
-    thresholds: float | Mapping[str, float] = FORECAST_THRESHOLD,
-) -> dict[str, Any] | None:
-    """A grokking forecast from the early window's features (see :data:`FORECAST_RULE`).
-
-    Input: ``features["forecast/oscillation"]`` (from :class:`EarlyWindow`) and a threshold,
-    given as a float or as ``{"oscillation": value}``. Output: None when the statistic is
-    missing or not finite (e.g. a constant loss), else an event dict ``{"kind": "forecast",
-    "detail", "will_grok", "statistic", "value", "threshold", "rule", "thresholds"}``.
-
-    The idea (Notsawo et al.): oscillations of the training loss early on herald grokking. The
-    statistic and its default threshold are grokterm's own and unvalidated; on this project's
-    full-batch presets the early loss falls monotonically (statistic 0, forecast "no grokking")
-    whether or not the run groks later, so the forecast is scored against the outcome.
-    """
-    if isinstance(thresholds, Mapping):
-        threshold = float(thresholds.get("oscillation", FORECAST_THRESHOLD))
-    else:
-        threshold = float(thresholds)
-    value = features.get("forecast/oscillation")
-    if value is None or not math.isfinite(value):
-        return None
-    will_grok = value >= threshold
-    verdict = "grokking likely" if will_grok else "no grokking signal"
-    relation = "≥" if will_grok else "<"
-    detail = (
-        f"{verdict}: early-loss oscillation {value:.3g} {relation} {threshold:g} "
-        "(heuristic, unvalidated)"
-    )
-    return {
-        "kind": "forecast",
-        "detail": detail,
-        "will_grok": bool(will_grok),
-        "statistic": "forecast/oscillation",
-        "value": float(value),
-        "threshold": threshold,
-        "rule": FORECAST_RULE,
-        "thresholds": {"oscillation": threshold},
-    }

@@ -6,6 +6,7 @@ only through the lab-log module. Torch is never imported here.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -14,15 +15,29 @@ from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.worker import Worker, WorkerState
 
 from grokterm import launcher, live
+from grokterm.errors import GrokError
 from grokterm.lab import Lab, LabError
 from grokterm.lab.records import ACTIVE
 from grokterm.lab.store import NOTE_MAX_CHARS
+from grokterm.tui import messages
+from grokterm.tui.screens.base import GrokScreen
 from grokterm.tui.screens.dialogs import Confirm, HelpScreen, Prompt
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
 from grokterm.tui.state import LabState
+
+REFRESH_SECONDS = 1.0  # the one poller of the lab: run views, events, notes, watched streams
+REPEAT_AFTER_SECONDS = 30.0
+FAILED = {"export": "Export failed: "}  # worker name -> what its failure message starts with
+
+
+def describe_error(error: BaseException | None) -> str:
+    if isinstance(error, GrokError):  # already one line meant for the user
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 class GrokApp(App):
@@ -30,12 +45,13 @@ class GrokApp(App):
 
     CSS_PATH = "app.tcss"
     TITLE = "grokterm"
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False)]
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", show=False, id="quit-anywhere")]
 
     def __init__(self, lab: Lab, export_dir: Path | None = None):
         super().__init__()
         self.state = LabState(lab)
         self.export_dir = export_dir or Path.cwd()
+        self.last_problem: tuple[str, float] | None = None
 
     @property
     def lab(self) -> Lab:
@@ -43,56 +59,108 @@ class GrokApp(App):
 
     def on_mount(self) -> None:
         self.push_screen(RunsScreen(self.state))
+        self.refresh_lab()
+        self.set_interval(REFRESH_SECONDS, self.refresh_lab)
+
+    # --- the lab, read by one poller -----------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="lab-refresh", exit_on_error=False, name="refresh")
+    def refresh_lab(self) -> None:
+        try:
+            changed = self.state.refresh()
+        except (LabError, OSError) as exc:
+            self.call_from_thread(self.tell_screens, messages.LabProblem(describe_error(exc)))
+            raise
+        if changed:
+            self.call_from_thread(self.publish_changes)
+
+    def on_refresh_lab(self, _: messages.RefreshLab) -> None:
+        self.refresh_lab()
+
+    def publish_changes(self) -> None:
+        change = self.state.take_changes()  # all changes so far: none is lost or applied twice
+        if change:
+            with self.batch_update():
+                self.tell_screens(messages.LabChanged(change))
+
+    def tell_screens(self, message: messages.LabChanged | messages.LabProblem) -> None:
+        """Every screen in the stack hears it: one below the top is up to date when shown."""
+        for screen in self.screen_stack:
+            if isinstance(screen, GrokScreen):
+                screen.post_message(message)
+
+    # --- one error path --------------------------------------------------------------------
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failed background read or write becomes a notification, never a traceback."""
+        if event.state == WorkerState.ERROR:
+            prefix = FAILED.get(event.worker.name, "")
+            self.report_problem(prefix + describe_error(event.worker.error))
+
+    def report_problem(self, message: str) -> None:
+        """Notify once: a refresh that fails every second (say, on a corrupt lab log) must
+        not bury the screen in copies of the same message."""
+        now = time.monotonic()
+        last = self.last_problem
+        if last and last[0] == message and now - last[1] < REPEAT_AFTER_SECONDS:
+            return
+        self.last_problem = (message, now)
+        self.notify(message, severity="error", markup=False, timeout=10)
 
     # --- navigation ----------------------------------------------------------------------
 
-    def open_monitor(self, run_id: str) -> None:
+    def on_open_monitor(self, message: messages.OpenMonitor) -> None:
         # A monitor opened from the launch form (or another monitor) replaces that screen.
+        monitor = MonitorScreen(self.state, message.run_id)
         if isinstance(self.screen, MonitorScreen) or getattr(self.screen, "replaced_by_monitor", 0):
-            self.switch_screen(MonitorScreen(self.state, run_id))
+            self.switch_screen(monitor)
         else:
-            self.push_screen(MonitorScreen(self.state, run_id))
+            self.push_screen(monitor)
 
-    def open_launch(self, preset: str | None = None) -> None:
+    def on_open_launch(self, message: messages.OpenLaunch) -> None:
         from grokterm.tui.screens.launch import LaunchScreen
 
-        self.push_screen(LaunchScreen(self.lab, preset))
+        self.push_screen(LaunchScreen(self.lab, message.preset))
 
-    def open_compare(self, run_ids: list[str]) -> None:
+    def on_open_compare(self, message: messages.OpenCompare) -> None:
         from grokterm.tui.screens.compare import CompareScreen
 
-        self.push_screen(CompareScreen(self.state, run_ids))
+        self.push_screen(CompareScreen(self.state, message.run_ids))
 
-    def open_lab_log(self) -> None:
+    def on_open_lab_log(self, _: messages.OpenLabLog) -> None:
         from grokterm.tui.screens.lablog import LabLogScreen
 
         self.push_screen(LabLogScreen(self.state))
 
-    def show_help(self, screen: Screen) -> None:
-        self.push_screen(HelpScreen(screen))
+    def on_show_help(self, message: messages.ShowHelp) -> None:
+        self.push_screen(HelpScreen(message.screen))
 
     # --- shared actions --------------------------------------------------------------------
 
-    def add_note(self, run_id: str, step: int | None) -> None:
-        where = f" at step {step}" if step is not None else ""
+    def on_add_note(self, message: messages.AddNote) -> None:
+        run_id, step = message.run_id, message.step
+        if run_id is None:
+            title = "Lab note (on the lab, not on a run)"
+        else:
+            title = f"Note on {run_id}" + (f" at step {step}" if step is not None else "")
 
         def save(text: str | None) -> None:
             if text:
                 self.write_note(run_id, text, step)
 
-        self.push_screen(Prompt(f"Note on {run_id}{where}", max_length=NOTE_MAX_CHARS), save)
+        self.push_screen(Prompt(title, max_length=NOTE_MAX_CHARS), save)
 
-    @work(thread=True, exit_on_error=False, group="lab-write")
-    def write_note(self, run_id: str, text: str, step: int | None) -> None:
-        try:
-            self.lab.add_note(text, run_id=run_id, step=step)
-        except (LabError, OSError) as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
-            return
-        self.call_from_thread(self.notify, f"Note added to {run_id}")
+    @work(thread=True, exit_on_error=False, group="lab-write", name="note")
+    def write_note(self, run_id: str | None, text: str, step: int | None) -> None:
+        self.lab.add_note(text, run_id=run_id, step=step)
+        added = f"Note added to {run_id}" if run_id else "Lab note added"
+        self.call_from_thread(self.notify, added)
+        self.call_from_thread(self.refresh_lab)
 
-    def stop_run(self, run_id: str) -> None:
-        status = self.state.run(run_id).status
+    def on_stop_run(self, message: messages.StopRun) -> None:
+        run_id = message.run_id
+        view = self.state.view(run_id)
+        status = view.status if view is not None else "not in the lab"
         if status not in ACTIVE:
             self.notify(f"{run_id} is not running (status {status})", severity="error")
             return
@@ -108,21 +176,21 @@ class GrokApp(App):
 
         self.push_screen(Confirm(f"Stop {run_id}? It saves a checkpoint first."), confirmed)
 
-    @work(thread=True, exit_on_error=False, group="lab-write")
+    def on_resume_run(self, message: messages.ResumeRun) -> None:
+        self.resume_run(message.run_id)
+
+    @work(thread=True, exit_on_error=False, group="lab-write", name="resume")
     def resume_run(self, run_id: str) -> None:
         """Off the UI thread: a run that has just ended is given a moment to exit first."""
-        try:
-            restart = launcher.resume(self.lab, run_id)
-        except (LabError, OSError) as exc:
-            self.call_from_thread(self.notify, str(exc), severity="error")
-            return
+        restart = launcher.resume(self.lab, run_id)
         if restart:
             message = f"Restarting {run_id} from step 0: it has no checkpoint"
         else:
             message = f"Resuming {run_id} from its last checkpoint"
         self.call_from_thread(self.notify, message)
 
-    def export_runs(self, run_ids: list[str]) -> None:
+    def on_export_runs(self, message: messages.ExportRuns) -> None:
+        run_ids = message.run_ids
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         name = f"{run_ids[0]}.md" if len(run_ids) == 1 else f"grokterm-export-{stamp}.md"
         default = str(self.export_dir / name)
@@ -133,16 +201,12 @@ class GrokApp(App):
 
         self.push_screen(Prompt(f"Export {len(run_ids)} run(s) to Markdown file", default), chosen)
 
-    @work(thread=True, exit_on_error=False, group="export")
+    @work(thread=True, exit_on_error=False, group="export", name="export")
     def write_export(self, run_ids: list[str], target: Path) -> None:
         from grokterm.lab.export import export_runs
 
-        try:
-            live.record_ended_runs(self.lab)  # a killed run is exported as crashed
-            written = export_runs(self.lab, run_ids, target)
-        except (LabError, OSError) as exc:
-            self.call_from_thread(self.notify, f"Export failed: {exc}", severity="error")
-            return
+        live.record_ended_runs(self.lab)  # a killed run is exported as crashed
+        written = export_runs(self.lab, run_ids, target)
         message = f"Exported to {written[0]} with {len(written) - 1} chart(s)"
         self.call_from_thread(self.notify, message)
 

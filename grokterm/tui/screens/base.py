@@ -2,59 +2,76 @@
 
 from __future__ import annotations
 
-import itertools
-import time
+from typing import Any
 
 from textual.screen import Screen
-from textual.worker import Worker, WorkerState
+from textual.widgets import DataTable
 
-REPEAT_AFTER_SECONDS = 30.0
-
-
-def describe_error(error: BaseException | None) -> str:
-    from grokterm.lab import LabError
-
-    if isinstance(error, LabError):  # already one line meant for the user
-        return str(error)
-    return f"{type(error).__name__}: {error}"
-
-
-class Freshness:
-    """Orders the results of overlapping refreshes. `exclusive` cannot stop a thread worker
-    already reading, so an older read may finish after a newer one; only a result newer
-    than the last one shown is applied."""
-
-    def __init__(self) -> None:
-        self._issued = itertools.count(1)
-        self._shown = 0
-
-    def ticket(self) -> int:
-        """Taken by a refresh before it reads (any thread)."""
-        return next(self._issued)
-
-    def is_newest(self, ticket: int) -> bool:
-        """Called on the UI thread with the result; True marks it as shown."""
-        if ticket <= self._shown:
-            return False
-        self._shown = ticket
-        return True
+from grokterm.tui.messages import LabChanged, LabProblem, ShowHelp
+from grokterm.tui.state import LabChange, LabState
 
 
 class GrokScreen(Screen):
-    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
-        """A failed background read or write becomes a notification, never a traceback."""
-        if event.state == WorkerState.ERROR:
-            self.report_problem(describe_error(event.worker.error))
+    """A screen over the lab's shared state: it shows the state's snapshot when mounted and
+    again when the App says the lab changed (`show_lab`), and asks the App for the rest."""
 
-    def report_problem(self, message: str) -> None:
-        """Notify once: a refresh that fails every second (say, on a corrupt lab log) must
-        not bury the screen in copies of the same message."""
-        last = getattr(self.app, "_last_problem", None)
-        now = time.monotonic()
-        if last and last[0] == message and now - last[1] < REPEAT_AFTER_SECONDS:
-            return
-        self.app._last_problem = (message, now)
-        self.notify(message, severity="error", markup=False, timeout=10)
+    def __init__(self, state: LabState):
+        super().__init__()
+        self.state = state
+
+    def on_mount(self) -> None:
+        if self.state.snapshot.loaded:  # else the first refresh's LabChanged shows it
+            self.show_lab(LabChange(log=True))
+
+    def on_lab_changed(self, message: LabChanged) -> None:
+        if self.is_attached:
+            self.show_lab(message.change)
+
+    def on_lab_problem(self, message: LabProblem) -> None:
+        if self.is_attached:
+            self.show_problem(message.message)
+
+    def show_lab(self, change: LabChange) -> None:
+        """Show what changed; the data is always the newest snapshot's."""
+
+    def show_problem(self, message: str) -> None:
+        """Say that the lab cannot be read (the App has notified already)."""
+
+    def action_help(self) -> None:
+        self.post_message(ShowHelp(self))
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+
+def sync_rows(table: DataTable, rows: list[tuple[str, list[Any]]], shown: dict[str, list]) -> None:
+    """Make `table` show `rows` (key, cells), changing only cells that differ while the
+    order of keys holds; otherwise it is rebuilt with the cursor kept on its row.
+    `shown` is the caller's record of the cells on screen, updated here."""
+    keys = [key for key, _ in rows]
+    if keys == list(shown):
+        columns = [column.key for column in table.ordered_columns]
+        for key, cells in rows:
+            for column, before, after in zip(columns, shown[key], cells, strict=True):
+                if before != after:
+                    table.update_cell(key, column, after, update_width=True)
+            shown[key] = cells
+        return
+    selected = selected_key(table)
+    table.clear()
+    shown.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+        shown[key] = cells
+    if selected in shown:
+        table.move_cursor(row=table.get_row_index(selected), animate=False)
+
+
+def selected_key(table: DataTable) -> str | None:
+    if table.row_count == 0:
+        return None
+    row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    return row_key.value
 
 
 SMOOTHING_LEVELS = (0.0, 0.6, 0.9, 0.97)
@@ -75,9 +92,6 @@ class ChartScreen(GrokScreen):
 
     def update_charts(self) -> None:
         raise NotImplementedError
-
-    def action_back(self) -> None:
-        self.app.pop_screen()
 
     def action_toggle_log(self) -> None:
         self.log_x = not self.log_x

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import math
-import threading
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
-from grokterm.lab import LabError
+from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
-from grokterm.tui.state import LabState
+from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 from grokterm.tui.widgets.chart import PALETTE, Curve, MetricChart, value_ticks
 from grokterm.views import compare as compare_runs
 
-POLL_SECONDS = 1.0
 SPLITS = ("test", "train")
 PHASE_ROWS = [
     ("t1", "t1"),
@@ -127,19 +124,18 @@ class CompareScreen(ChartScreen):
     """Compare: marked runs overlaid"""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("l", "toggle_log", "Log/linear x"),
-        Binding("S", "smoothing", "Smoothing"),
-        Binding("t", "toggle_split", "Train/test"),
-        Binding("m", "next_metric", "Other metric"),
-        Binding("u", "toggle_lu", "Loss vs ‖θ‖"),
-        Binding("e", "export", "Export"),
-        Binding("question_mark", "help", "Help", key_display="?"),
+        bindings.BACK,
+        bindings.TOGGLE_LOG,
+        bindings.SMOOTHING,
+        Binding("t", "toggle_split", "Train/test", id="toggle-split"),
+        bindings.NEXT_METRIC,
+        Binding("u", "toggle_lu", "Loss vs ‖θ‖", id="toggle-lu"),
+        bindings.EXPORT,
+        bindings.HELP,
     ]
 
     def __init__(self, state: LabState, run_ids: list[str]):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.run_ids = list(dict.fromkeys(run_ids))  # order kept, duplicates dropped
         self.present: list[str] = []  # run ids found in the lab, in run_ids order
         self.missing: list[str] = []
@@ -151,7 +147,6 @@ class CompareScreen(ChartScreen):
         self.lu_view = False
         self.extra_metric: str | None = None
         self._loaded = False
-        self._polling = threading.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -183,38 +178,26 @@ class CompareScreen(ChartScreen):
             self.query_one(selector).display = False
         self.update_status()
         self.query_one("#compare-body").focus()
-        self.poll()
-        self.set_interval(POLL_SECONDS, self.poll)
+        self.state.watch(self.run_ids)
+        self.post_message(messages.RefreshLab())  # their streams now, not at the next tick
+        super().on_mount()
+
+    def on_unmount(self) -> None:
+        self.state.unwatch(self.run_ids)
 
     # --- data ------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="compare-poll", exit_on_error=False)
-    def poll(self) -> None:
-        """Read each run's record and new metric records off the UI thread."""
-        # `exclusive` cannot stop a thread that is still reading: never tail a stream twice
-        # at once (the records would be added twice); skip this tick instead.
-        if not self._polling.acquire(blocking=False):
+    def show_lab(self, change: LabChange) -> None:
+        if not (change.log or change.touches(self.run_ids)):
             return
-        try:
-            self._poll()
-        finally:
-            self._polling.release()
+        views = self.state.snapshot.views
+        missing = [run_id for run_id in self.run_ids if run_id not in views]
+        present = [views[run_id] for run_id in self.run_ids if run_id in views]
+        changed = bool(change.streams & set(self.run_ids))
+        self.apply(compare_runs(present), missing, changed)
 
-    def _poll(self) -> None:
-        views, missing, changed = [], [], False
-        try:
-            for run_id in self.run_ids:
-                try:
-                    views.append(self.state.run(run_id))
-                except LabError:
-                    missing.append(run_id)
-                    continue
-                changed |= self.state.tail(run_id).poll()
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.show_error, str(exc))
-            return
-        comparison = compare_runs(views)
-        self.app.call_from_thread(self.apply, comparison, missing, changed)
+    def show_problem(self, message: str) -> None:
+        self.show_error(message)
 
     def show_error(self, message: str) -> None:
         if self.is_attached:
@@ -366,7 +349,4 @@ class CompareScreen(ChartScreen):
     def action_export(self) -> None:
         run_ids = self.present or self.run_ids
         if run_ids:
-            self.app.export_runs(list(run_ids))
-
-    def action_help(self) -> None:
-        self.app.show_help(self)
+            self.post_message(messages.ExportRuns(list(run_ids)))

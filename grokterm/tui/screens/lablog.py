@@ -7,21 +7,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from grokterm.lab import LabError
 from grokterm.lab.records import Event, RunView
-from grokterm.lab.store import NOTE_MAX_CHARS
-from grokterm.tui.screens.base import Freshness, GrokScreen
-from grokterm.tui.screens.dialogs import Prompt
+from grokterm.tui import bindings, messages
+from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
 from grokterm.tui.screens.runs import STATUS_STYLE
-from grokterm.tui.state import LabState
+from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
-REFRESH_SECONDS = 2.0
 TEXT_SHOWN = 120  # characters of an entry's text in the table; the detail line shows it all
 COLUMNS = [
     ("mark", " "),
@@ -155,19 +152,18 @@ class LabLogScreen(GrokScreen):
     """Lab log: runs, notes and events in time order"""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("enter", "open_run", "Open run"),
-        Binding("space", "toggle_mark", "Mark"),
-        Binding("e", "export", "Export runs"),
-        Binding("n", "lab_note", "Lab note"),
-        Binding("a", "run_note", "Note on run"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("question_mark", "help", "Help", key_display="?"),
+        bindings.BACK,
+        Binding("enter", "open_run", "Open run", id="open-run"),
+        bindings.MARK,
+        Binding("e", "export", "Export runs", id="export"),
+        Binding("n", "lab_note", "Lab note", id="lab-note"),
+        Binding("a", "run_note", "Note on run", id="add-note"),
+        bindings.FILTER,
+        bindings.HELP,
     ]
 
     def __init__(self, state: LabState):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.entries: list[Entry] = []
         self.shown: list[Entry] = []
         self.marked: set[str] = set()
@@ -176,7 +172,7 @@ class LabLogScreen(GrokScreen):
         self._rendered: tuple | None = None
         self._loaded = False
         self.compact = False  # narrow terminal: times without the year
-        self.freshness = Freshness()
+        self._shown: dict[str, list] = {}  # entry key -> the cells on screen
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -201,33 +197,20 @@ class LabLogScreen(GrokScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#lablog-filter", Input).display = False
-        self.reload()
-        self.set_interval(REFRESH_SECONDS, self.reload)
         table.focus()
+        super().on_mount()
 
     # --- data ------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="lablog-refresh", exit_on_error=False)
-    def reload(self) -> None:
-        ticket = self.freshness.ticket()
-        try:
-            entries = timeline(self.state.runs(), self.state.notes(), self.state.events())
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.show_error, str(exc))
-            return
-        self.app.call_from_thread(self.show_entries, entries, ticket)
-
-    def show_error(self, message: str) -> None:
-        if self.is_attached:
-            self.error = message
-            self.update_status()
-
-    def show_entries(self, entries: list[Entry], ticket: int) -> None:
-        if not self.is_attached or not self.freshness.is_newest(ticket):
-            return  # closed while the worker ran, or a newer refresh is shown already
+    def show_lab(self, change: LabChange) -> None:
+        snapshot = self.state.snapshot
         self.error = None
-        self.entries = entries
+        self.entries = timeline(list(snapshot.views.values()), snapshot.notes, snapshot.events)
         self.render_table()
+
+    def show_problem(self, message: str) -> None:
+        self.error = message
+        self.update_status()
 
     def matches(self, entry: Entry) -> bool:
         haystack = entry.haystack()
@@ -239,16 +222,13 @@ class LabLogScreen(GrokScreen):
         if state != self._rendered:
             self._rendered = state
             table = self.query_one("#lablog", DataTable)
-            selected = self.selected_entry()
-            table.clear()
-            for entry in self.shown:
-                cells = row_cells(entry, entry.key in self.marked, self.compact)
-                table.add_row(*cells, key=entry.key)
-            keys = [entry.key for entry in self.shown]
-            if not self._loaded and keys:
-                table.move_cursor(row=len(keys) - 1, animate=False)  # the newest entry
-            elif selected is not None and selected.key in keys:
-                table.move_cursor(row=keys.index(selected.key), animate=False)
+            rows = [
+                (entry.key, row_cells(entry, entry.key in self.marked, self.compact))
+                for entry in self.shown
+            ]
+            sync_rows(table, rows, self._shown)
+            if not self._loaded and rows:
+                table.move_cursor(row=len(rows) - 1, animate=False)  # the newest entry
             self._loaded = self._loaded or bool(self.entries)
         self.update_status()
         self.update_detail()
@@ -267,11 +247,8 @@ class LabLogScreen(GrokScreen):
         self.query_one("#lablog-status", Static).update(status)
 
     def selected_entry(self) -> Entry | None:
-        table = self.query_one("#lablog", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return next((entry for entry in self.shown if entry.key == row_key.value), None)
+        key = selected_key(self.query_one("#lablog", DataTable))
+        return next((entry for entry in self.shown if entry.key == key), None)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -314,7 +291,7 @@ class LabLogScreen(GrokScreen):
         if entry.run is None:
             self.notify("A lab note belongs to no run")
             return
-        self.app.open_monitor(entry.run)
+        self.post_message(messages.OpenMonitor(entry.run))
 
     def action_toggle_mark(self) -> None:
         entry = self.selected_entry()
@@ -341,32 +318,17 @@ class LabLogScreen(GrokScreen):
             message = "No run in the chosen entries (lab notes belong to no run)"
             self.notify(message, severity="warning")
             return
-        self.app.export_runs(run_ids)
+        self.post_message(messages.ExportRuns(run_ids))
 
     def action_lab_note(self) -> None:
-        def save(text: str | None) -> None:
-            if text:
-                self.write_lab_note(text)
-
-        prompt = Prompt("Lab note (on the lab, not on a run)", max_length=NOTE_MAX_CHARS)
-        self.app.push_screen(prompt, save)
-
-    @work(thread=True, exit_on_error=False, group="lab-write")
-    def write_lab_note(self, text: str) -> None:
-        try:
-            self.state.lab.add_note(text)
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.notify, str(exc), severity="error")
-            return
-        self.app.call_from_thread(self.notify, "Lab note added")
-        self.app.call_from_thread(self.reload)
+        self.post_message(messages.AddNote(None))
 
     def action_run_note(self) -> None:
         entry = self.selected_entry()
         if entry is None or entry.run is None:
             self.action_lab_note()
             return
-        self.app.add_note(entry.run, step=entry.step)
+        self.post_message(messages.AddNote(entry.run, entry.step))
 
     def action_filter(self) -> None:
         box = self.query_one("#lablog-filter", Input)
@@ -383,6 +345,3 @@ class LabLogScreen(GrokScreen):
         box = self.query_one("#lablog-filter", Input)
         box.display = bool(self.filter_text)
         self.query_one("#lablog", DataTable).focus()
-
-    def action_help(self) -> None:
-        self.app.show_help(self)

@@ -23,8 +23,10 @@ from textual.worker import Worker, WorkerState
 
 from grokterm import launcher
 from grokterm.config import Experiment
-from grokterm.lab import Lab, LabError
+from grokterm.errors import GrokError
+from grokterm.lab import Lab
 from grokterm.presets import ConfigError, list_presets, load_experiment, save_preset
+from grokterm.tui import bindings, messages
 from grokterm.tui.widgets.config_form import ConfigForm
 
 DEFAULT_PRESET = "modadd-mlp"
@@ -210,14 +212,14 @@ class LaunchScreen(Screen):
     """
 
     BINDINGS = [
-        Binding("ctrl+l", "launch", "Launch"),
-        Binding("ctrl+r", "launch", show=False),  # an alias, kept out of help and palette
-        Binding("ctrl+s", "save_preset", "Save as preset"),
-        Binding("escape", "back", "Back"),
-        Binding("f1", "help", "Help"),
+        Binding("ctrl+l", "launch", "Launch", id="launch"),
+        Binding("ctrl+r", "launch", show=False, id="launch-alias"),  # kept out of help, palette
+        Binding("ctrl+s", "save_preset", "Save as preset", id="save-preset"),
+        bindings.BACK,
+        Binding("f1", "help", "Help", id="help"),  # not ?, which a form field may want
     ]
 
-    # GrokApp.open_monitor replaces (rather than covers) a screen that says this.
+    # GrokApp.on_open_monitor replaces (rather than covers) a screen that says this.
     replaced_by_monitor = True
 
     def __init__(self, lab: Lab, preset: str | None = None) -> None:
@@ -327,12 +329,7 @@ class LaunchScreen(Screen):
         self.app.pop_screen()
 
     def action_help(self) -> None:
-        show_help = getattr(self.app, "show_help", None)
-        if callable(show_help):
-            show_help(self)
-        else:
-            keys = ", ".join(f"{b.key}: {b.description}" for b in self.BINDINGS if b.show)
-            self.notify(keys, title="Keys", markup=False)
+        self.post_message(messages.ShowHelp(self))
 
     async def action_launch(self) -> None:
         if self.launching:
@@ -370,7 +367,7 @@ class LaunchScreen(Screen):
     def _launch(self, experiment: Experiment, preset: str | None) -> None:
         try:
             run_id = launcher.launch(self.lab, experiment, preset)
-        except (ConfigError, LabError, OSError) as exc:
+        except (GrokError, OSError) as exc:
             self.app.call_from_thread(self._launch_failed, f"Run not launched: {exc}")
             return
         self.app.call_from_thread(self._launched, run_id)
@@ -378,11 +375,8 @@ class LaunchScreen(Screen):
     def _launched(self, run_id: str) -> None:
         self.launching = False
         self.notify(f"Launched run {run_id}", markup=False)
-        open_monitor = getattr(self.app, "open_monitor", None)
-        if callable(open_monitor):
-            open_monitor(run_id)
-        else:
-            self.form.validate()  # restores the status line
+        self.form.validate()  # restores the status line, should the screen stay
+        self.post_message(messages.OpenMonitor(run_id))
 
     def _launch_failed(self, text: str) -> None:
         self.launching = False
@@ -416,7 +410,7 @@ class LaunchScreen(Screen):
             header += f"\nStarted from the preset {self.preset_name}."
         try:
             path = save_preset(experiment, name, header)
-        except (ConfigError, LabError, OSError) as exc:
+        except (GrokError, OSError) as exc:
             self.notify(f"Preset not saved: {exc}", severity="error", markup=False)
             return
         self.presets = list(list_presets())

@@ -6,7 +6,6 @@ import time
 from typing import Any
 
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
@@ -14,13 +13,13 @@ from textual.widgets import Footer, Header, Static
 
 from grokterm.lab import data_text
 from grokterm.lab.records import PHASE_MARKS, Event, RunStatus, RunView
-from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, Freshness
+from grokterm.tui import bindings, messages
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.series import RunSeries
-from grokterm.tui.state import LabState
+from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 from grokterm.tui.widgets.chart import Curve, Marker, MetricChart
 
-POLL_SECONDS = 0.5
 CORE_METRICS = {
     "accuracy": [("train_acc", "train", "cyan+"), ("test_acc", "test", "orange+")],
     "loss": [
@@ -48,25 +47,25 @@ class MonitorScreen(ChartScreen):
     """Monitor: one run's live charts, events and notes"""
 
     BINDINGS = [
-        Binding("escape", "back", "Back"),
-        Binding("l", "toggle_log", "Log/linear x"),
-        Binding("S", "smoothing", "Smoothing"),
-        Binding("m", "next_metric", "Other metric"),
-        Binding("M", "pick_metric", "Pick metric"),
-        Binding("c", "next_chart", "Next chart (narrow)", show=False),
-        Binding("a", "add_note", "Note here"),
-        Binding("s", "stop_run", "Stop"),
-        Binding("r", "resume_run", "Resume"),
-        Binding("e", "export", "Export"),
-        Binding("question_mark", "help", "Help", key_display="?"),
+        bindings.BACK,
+        bindings.TOGGLE_LOG,
+        bindings.SMOOTHING,
+        bindings.NEXT_METRIC,
+        Binding("M", "pick_metric", "Pick metric", id="pick-metric"),
+        Binding("c", "next_chart", "Next chart (narrow)", show=False, id="next-chart"),
+        Binding("a", "add_note", "Note here", id="add-note"),
+        bindings.STOP,
+        bindings.RESUME,
+        bindings.EXPORT,
+        bindings.HELP,
     ]
 
     def __init__(self, state: LabState, run_id: str):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.run_id = run_id
         self.tail = state.tail(run_id)
-        self.view: RunView | None = None  # until the first poll
+        self.view: RunView | None = None  # until the first read, or while the lab lacks it
+        self.absent = False  # the lab was read and does not list the run
         self.events: list[Event] = []
         self.notes: list[dict[str, Any]] = []
         self.log_x = True
@@ -76,7 +75,6 @@ class MonitorScreen(ChartScreen):
         self.steps_per_second: float | None = None
         self.chart_index = 0
         self._drawn_version = -1
-        self.freshness = Freshness()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -103,26 +101,31 @@ class MonitorScreen(ChartScreen):
 
     def on_mount(self) -> None:
         self.title = self.run_id
-        self.poll()
-        self.set_interval(POLL_SECONDS, self.poll)
+        self.state.watch([self.run_id], with_column=True)
+        self.post_message(messages.RefreshLab())  # its stream now, not at the next tick
+        super().on_mount()
 
-    @work(thread=True, exclusive=True, group="monitor-poll", exit_on_error=False)
-    def poll(self) -> None:
-        """Read new metric records and the run's record off the UI thread."""
-        ticket = self.freshness.ticket()
-        changed = self.tail.poll()
-        view = self.state.run(self.run_id)
-        events, notes = self.state.events(self.run_id), self.state.notes(self.run_id)
-        self.app.call_from_thread(self.apply_fresh, view, events, notes, changed, ticket)
+    def on_unmount(self) -> None:
+        self.state.unwatch([self.run_id], with_column=True)
 
-    def apply_fresh(self, view: RunView, events: list, notes: list, changed: bool, ticket: int):
-        if self.is_attached and self.freshness.is_newest(ticket):
-            self.apply(view, events, notes, changed)
+    def show_lab(self, change: LabChange) -> None:
+        if not (change.log or change.touches([self.run_id])):
+            return
+        snapshot = self.state.snapshot
+        self.apply(
+            snapshot.views.get(self.run_id),
+            snapshot.events_of(self.run_id),
+            snapshot.notes_of(self.run_id),
+            self.run_id in change.streams,
+        )
 
-    def apply(self, view: RunView, events: list, notes: list, changed: bool) -> None:
-        self.measure_rate(view)
+    def apply(self, view: RunView | None, events: list, notes: list, changed: bool) -> None:
+        """Show the run as last read; a view of None: the lab does not list the run."""
+        self.absent = view is None
+        if view is not None:
+            self.measure_rate(view)
         self.view = view
-        if view.data:  # the header says what the run trains on
+        if view is not None and view.data:  # the header says what the run trains on
             self.sub_title = data_text(view.data)
         side_changed = (events, notes) != (self.events, self.notes)
         self.events, self.notes = events, notes
@@ -146,7 +149,8 @@ class MonitorScreen(ChartScreen):
     def update_status(self) -> None:
         view = self.view or RunView(id=self.run_id)
         text = Text()
-        text.append(f" {view.status if self.view else '…'} ", style="bold reverse")
+        shown = view.status if self.view else "not in the lab" if self.absent else "…"
+        text.append(f" {shown} ", style="bold reverse")
         text.append(f"  step {view.step}/{view.total or '?'}")
         rate = self.steps_per_second
         text.append(f"   {rate:,.0f} steps/s" if rate else "   – steps/s")
@@ -248,18 +252,14 @@ class MonitorScreen(ChartScreen):
 
     def action_add_note(self) -> None:
         step = self.view.step if self.view else None
-        self.app.add_note(
-            self.run_id, step=step if step is not None else self.tail.series.last_step
-        )
+        step = step if step is not None else self.tail.series.last_step
+        self.post_message(messages.AddNote(self.run_id, step))
 
     def action_stop_run(self) -> None:
-        self.app.stop_run(self.run_id)
+        self.post_message(messages.StopRun(self.run_id))
 
     def action_resume_run(self) -> None:
-        self.app.resume_run(self.run_id)
+        self.post_message(messages.ResumeRun(self.run_id))
 
     def action_export(self) -> None:
-        self.app.export_runs([self.run_id])
-
-    def action_help(self) -> None:
-        self.app.show_help(self)
+        self.post_message(messages.ExportRuns([self.run_id]))

@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from grokterm.lab import LabError
 from grokterm.lab.records import Event, RunStatus, RunView
-from grokterm.tui.screens.base import Freshness, GrokScreen, describe_error
-from grokterm.tui.state import LabState
+from grokterm.tui import bindings, messages
+from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
+from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
 COLUMNS = [
@@ -40,7 +40,6 @@ STATUS_STYLE = {
     RunStatus.CRASHED: "bold red",
     RunStatus.DIVERGED: "bold red",
 }
-REFRESH_SECONDS = 1.0
 
 
 def row_values(view: RunView) -> dict[str, Any]:
@@ -84,34 +83,34 @@ class RunsScreen(GrokScreen):
     """Runs: every run in the lab"""
 
     BINDINGS = [
-        Binding("n", "new_run", "New run"),
-        Binding("enter", "open_run", "Open"),
-        Binding("space", "toggle_mark", "Mark"),
-        Binding("c", "compare", "Compare marked"),
-        Binding("e", "export", "Export"),
-        Binding("a", "add_note", "Note"),
-        Binding("s", "stop_run", "Stop"),
-        Binding("r", "resume_run", "Resume"),
-        Binding("o", "sort_next", "Sort by next column", show=False),
-        Binding("O", "sort_reverse", "Reverse sort", show=False),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("L", "lab_log", "Lab log"),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "app.quit", "Quit"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("n", "new_run", "New run", id="new-run"),
+        Binding("enter", "open_run", "Open", id="open-run"),
+        bindings.MARK,
+        Binding("c", "compare", "Compare marked", id="compare"),
+        bindings.EXPORT,
+        Binding("a", "add_note", "Note", id="add-note"),
+        bindings.STOP,
+        bindings.RESUME,
+        Binding("o", "sort_next", "Sort by next column", show=False, id="sort-next"),
+        Binding("O", "sort_reverse", "Reverse sort", show=False, id="sort-reverse"),
+        bindings.FILTER,
+        Binding("L", "lab_log", "Lab log", id="lab-log"),
+        bindings.HELP,
+        bindings.QUIT,
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
     ]
 
     def __init__(self, state: LabState):
-        super().__init__()
-        self.state = state
+        super().__init__(state)
         self.views: list[RunView] = []
         self.marked: set[str] = set()
         self.filter_text = ""
         self.sort_column = "started"
         self.sort_reverse = True
-        self._preview_for: tuple | None = None
+        self._preview: Text | None = None
+        self._shown: dict[str, list] = {}  # run id -> the cells on screen
         self.problem: str | None = None
-        self.freshness = Freshness()
+        self._status: str | None = None  # the status line as shown
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -133,69 +132,61 @@ class RunsScreen(GrokScreen):
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         self.query_one("#filter", Input).display = False
-        self.reload()
-        self.set_interval(REFRESH_SECONDS, self.reload)
         table.focus()
+        super().on_mount()
 
     # --- data ------------------------------------------------------------------------------
 
-    @work(thread=True, exclusive=True, group="runs-refresh", exit_on_error=False)
-    def reload(self) -> None:
-        ticket = self.freshness.ticket()
-        try:
-            views = self.state.runs()
-        except (LabError, OSError) as exc:
-            self.app.call_from_thread(self.show_problem, describe_error(exc))
-            return
+    def show_lab(self, change: LabChange) -> None:
         self.problem = None
-        self.app.call_from_thread(self.show_fresh_runs, views, ticket)
-
-    def show_fresh_runs(self, views: list[RunView], ticket: int) -> None:
-        if self.is_attached and self.freshness.is_newest(ticket):
-            self.show_runs(views)
+        self.views = list(self.state.snapshot.views.values())
+        self.show_runs()
 
     def show_problem(self, message: str) -> None:
-        """The lab cannot be read: say so where the run count goes, and notify once."""
+        """The lab cannot be read: say so where the run count goes."""
         self.problem = message
+        self._status = None
         self.query_one("#runs-status", Static).update(Text(message, style="bold red"))
-        self.report_problem(message)
 
-    def show_runs(self, views: list[RunView]) -> None:
-        self.views = views
-        table = self.query_one("#runs", DataTable)
-        selected = self.selected_id()
-        rows = [(view, row_values(view)) for view in views if self.matches(view)]
+    def show_runs(self) -> None:
+        rows = [(view, row_values(view)) for view in self.views if self.matches(view)]
         rows.sort(key=lambda item: sort_key(item[1][self.sort_column]), reverse=self.sort_reverse)
-        table.clear()
-        for view, values in rows:
-            mark = "●" if view.id in self.marked else " "
-            cells = [mark] + [cell(key, values[key], view) for key in SORTABLE]
-            table.add_row(*cells, key=view.id)
-        if selected is not None and selected in {view.id for view, _ in rows}:
-            table.move_cursor(row=table.get_row_index(selected), animate=False)
+        table = self.query_one("#runs", DataTable)
+        sync_rows(
+            table,
+            [(view.id, self.row_cells(view, values)) for view, values in rows],
+            self._shown,
+        )
+        self.update_status(len(rows))
+        self.update_preview()
+
+    def row_cells(self, view: RunView, values: dict[str, Any]) -> list[Any]:
+        mark = "●" if view.id in self.marked else " "
+        return [mark] + [cell(key, values[key], view) for key in SORTABLE]
+
+    def update_status(self, shown: int) -> None:
+        if self.problem:
+            return
         arrow = "↓" if self.sort_reverse else "↑"
-        status = f"{len(rows)} of {len(views)} runs · sorted by {self.sort_column} {arrow}"
+        status = f"{shown} of {len(self.views)} runs · sorted by {self.sort_column} {arrow}"
         if self.marked:
             status += f" · {len(self.marked)} marked"
         if self.filter_text:
             status += f" · filter: {self.filter_text}"
-        if not views:
+        if not self.views:
             status = "No runs yet: press n to launch one."
-        self.query_one("#runs-status", Static).update(status)
-        self.update_preview()
+        if status != self._status:
+            self._status = status
+            self.query_one("#runs-status", Static).update(status)
 
-    def matches(self, view: dict[str, Any]) -> bool:
+    def matches(self, view: RunView) -> bool:
         if not self.filter_text:
             return True
         haystack = " ".join(str(v) for v in row_values(view).values()).lower()
         return all(word in haystack for word in self.filter_text.lower().split())
 
     def selected_id(self) -> str | None:
-        table = self.query_one("#runs", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return selected_key(self.query_one("#runs", DataTable))
 
     def selected_view(self) -> RunView | None:
         run_id = self.selected_id()
@@ -207,30 +198,19 @@ class RunsScreen(GrokScreen):
 
     def update_preview(self) -> None:
         view = self.selected_view()
-        key = (view.id, view.status, view.step) if view else None
-        if key == self._preview_for:
-            return
-        self._preview_for = key
-        self.load_preview(view, key)
-
-    @work(thread=True, exclusive=True, group="preview", exit_on_error=False)
-    def load_preview(self, view: RunView | None, key: tuple | None) -> None:
         if view is None:
             text = Text("Select a run to see its events and notes.")
         else:
-            text = preview_text(view, self.state.events(view.id), self.state.notes(view.id))
-        self.app.call_from_thread(self.show_preview, text, key)
-
-    def show_preview(self, text: Text, key: tuple | None) -> None:
-        # `exclusive` cannot stop a thread already reading: an older preview that finishes
-        # after the newest one must not overwrite it.
-        if key == self._preview_for:
+            snapshot = self.state.snapshot
+            text = preview_text(view, snapshot.events_of(view.id), snapshot.notes_of(view.id))
+        if text != self._preview:
+            self._preview = text
             self.query_one("#preview-text", Static).update(text)
 
     # --- actions -----------------------------------------------------------------------------
 
     def action_new_run(self) -> None:
-        self.app.open_launch()
+        self.post_message(messages.OpenLaunch())
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:
@@ -239,13 +219,13 @@ class RunsScreen(GrokScreen):
     def action_open_run(self) -> None:
         run_id = self.selected_id()
         if run_id:
-            self.app.open_monitor(run_id)
+            self.post_message(messages.OpenMonitor(run_id))
 
     def action_toggle_mark(self) -> None:
         run_id = self.selected_id()
         if run_id:
             self.marked ^= {run_id}
-            self.show_runs(self.views)
+            self.show_runs()
 
     def marked_or_selected(self) -> list[str]:
         order = [view.id for view in self.views]
@@ -259,36 +239,36 @@ class RunsScreen(GrokScreen):
         if len(run_ids) < 2:
             self.notify("Mark two or more runs with space to compare them", severity="warning")
             return
-        self.app.open_compare(run_ids)
+        self.post_message(messages.OpenCompare(run_ids))
 
     def action_export(self) -> None:
         run_ids = self.marked_or_selected()
         if run_ids:
-            self.app.export_runs(run_ids)
+            self.post_message(messages.ExportRuns(run_ids))
 
     def action_add_note(self) -> None:
         run_id = self.selected_id()
         if run_id:
-            self.app.add_note(run_id, step=None)
+            self.post_message(messages.AddNote(run_id))
 
     def action_stop_run(self) -> None:
         run_id = self.selected_id()
         if run_id:
-            self.app.stop_run(run_id)
+            self.post_message(messages.StopRun(run_id))
 
     def action_resume_run(self) -> None:
         run_id = self.selected_id()
         if run_id:
-            self.app.resume_run(run_id)
+            self.post_message(messages.ResumeRun(run_id))
 
     def action_sort_next(self) -> None:
         index = (SORTABLE.index(self.sort_column) + 1) % len(SORTABLE)
         self.sort_column = SORTABLE[index]
-        self.show_runs(self.views)
+        self.show_runs()
 
     def action_sort_reverse(self) -> None:
         self.sort_reverse = not self.sort_reverse
-        self.show_runs(self.views)
+        self.show_runs()
 
     @on(DataTable.HeaderSelected)
     def _sort_by_header(self, event: DataTable.HeaderSelected) -> None:
@@ -297,7 +277,7 @@ class RunsScreen(GrokScreen):
             if key == self.sort_column:
                 self.sort_reverse = not self.sort_reverse
             self.sort_column = key
-            self.show_runs(self.views)
+            self.show_runs()
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -310,12 +290,12 @@ class RunsScreen(GrokScreen):
         box.display = False
         self.filter_text = ""
         self.query_one("#runs", DataTable).focus()
-        self.show_runs(self.views)
+        self.show_runs()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
-        self.show_runs(self.views)
+        self.show_runs()
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
@@ -324,10 +304,7 @@ class RunsScreen(GrokScreen):
         self.query_one("#runs", DataTable).focus()
 
     def action_lab_log(self) -> None:
-        self.app.open_lab_log()
-
-    def action_help(self) -> None:
-        self.app.show_help(self)
+        self.post_message(messages.OpenLabLog())
 
 
 def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:

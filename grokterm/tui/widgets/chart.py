@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from textual_plotext import PlotextPlot
 
-from grokterm.tui.series import Series, downsample, ema, log_ticks
+from grokterm.tui.series import Series, StepSeries, ema, log_ticks
 
 PALETTE = ["cyan+", "orange+", "green+", "magenta+", "blue+", "red+", "yellow", "cyan", "orange"]
 FADED = "gray"
@@ -23,7 +23,7 @@ REDRAW_SECONDS = 0.2
 @dataclass
 class Curve:
     label: str
-    series: Series
+    series: Series | StepSeries
     color: str
 
 
@@ -110,17 +110,9 @@ class MetricChart(PlotextPlot):
             return
         self._axes(min(x_range), max(x_range), min(y_range), max(y_range))
 
-    def _prepared(self, series: Series, buckets: int) -> tuple[list[float], list[float]]:
-        n = min(len(series.steps), len(series.values))  # a poll thread may be appending
-        steps = np.asarray(series.steps[:n], dtype=float)
-        values = np.asarray(series.values[:n], dtype=float)
-        keep = np.ones(n, dtype=bool)
-        if self.log_x:
-            keep &= steps > 0
-        if self.log_y:
-            keep &= values > 0
-        # Downsample first: log is monotone, so each bucket's extremes survive it.
-        steps, values = downsample(steps[keep], values[keep], buckets, self.log_x)
+    def _prepared(self, series: Series | StepSeries, buckets: int) -> tuple[list, list]:
+        # Downsampled first: log is monotone, so each bucket's extremes survive it.
+        steps, values = series.chart_points(buckets, self.log_x, self.log_y)
         xs = np.log10(steps).tolist() if self.log_x else steps
         ys = np.log10(values).tolist() if self.log_y else values
         return xs, ys

@@ -1,31 +1,23 @@
 """A form generated from the pydantic Experiment model (DESIGN §1.5: config is data).
 
-Nothing here lists the Experiment's fields by hand: the form walks ``model_fields``
-recursively. Scalars become an ``Input`` (typed for numbers), a ``Literal`` a ``Select``, a
-``bool`` a ``Switch``, a list or tuple an ``Input`` holding a TOML array (``[256, 256]``) or a
-comma list; a nested model becomes a titled section, and a discriminated union (``task``,
-``model``) a section with a ``kind`` select that rebuilds it with the new kind's defaults.
+Nothing here lists the Experiment's fields by hand: the form walks the field specs of
+``grokterm.schema``, which also turns text into values and back. Scalars become an ``Input``
+(typed for numbers), a ``Literal`` a ``Select``, a ``bool`` a ``Switch``, a list or tuple an
+``Input`` holding a TOML array (``[256, 256]``) or a comma list; a nested model becomes a
+titled section, and a discriminated union (``task``, ``model``) a section with a ``kind``
+select that rebuilds it with the new kind's defaults.
 
-Every change re-validates the whole form with pydantic, maps each error's ``loc`` back to
-its field, shows pydantic's message under that field and posts ``ConfigForm.Validity``.
+Every change re-validates the whole form with pydantic, places each error on its field
+(``schema.place``), shows pydantic's message under that field and posts ``ConfigForm.Validity``.
 Unparseable text (``abc`` in a number field) is handed to pydantic as is, so it becomes that
 field's error, never an exception.
 """
 
 from __future__ import annotations
 
-import math
-import re
-import tomllib
-import types
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from collections.abc import Iterable, Iterator
+from typing import Any
 
-import annotated_types
-import tomli_w
-from pydantic import BaseModel, ValidationError
-from pydantic.fields import FieldInfo
 from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -33,236 +25,21 @@ from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
+from grokterm import schema
 from grokterm.config import Experiment
+from grokterm.schema import (
+    FieldSpec,
+    Path,
+    Spec,
+    UnionSpec,
+    format_value,
+    model_defaults,
+    model_doc,
+    parse_text,
+    plain,
+)
 
-# -- what the model says ------------------------------------------------------------------
-
-Path = tuple[str, ...]
 NARROW_BELOW = 100  # form width in cells under which help text shows only for the focused field
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One editable value of the model.
-
-    kind: ``int``, ``float``, ``str``, ``bool``, ``choice`` (a Literal), ``list`` (a list or
-    tuple; ``item`` is the kind of its items) or ``toml`` (anything else, typed as TOML).
-    """
-
-    path: Path
-    kind: str
-    description: str = ""
-    choices: tuple[Any, ...] = ()
-    item: str = ""
-    optional: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.path[-1]
-
-    @property
-    def dotted(self) -> str:
-        return ".".join(self.path)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A nested model: a titled section of its own fields."""
-
-    path: Path
-    model: type[BaseModel]
-    description: str = ""
-
-
-@dataclass(frozen=True)
-class UnionSpec:
-    """A discriminated union of models: a ``kind`` select plus the chosen model's fields."""
-
-    path: Path
-    discriminator: str
-    members: dict[Any, type[BaseModel]] = field(default_factory=dict)
-    description: str = ""
-
-
-Spec = FieldSpec | ModelSpec | UnionSpec
-
-
-def _unwrap(annotation: Any) -> Any:
-    while get_origin(annotation) is Annotated:
-        annotation = get_args(annotation)[0]
-    return annotation
-
-
-def _is_union(annotation: Any) -> bool:
-    return get_origin(annotation) in (Union, types.UnionType)
-
-
-def _is_model(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
-
-
-def _scalar_kind(annotation: Any) -> str:
-    annotation = _unwrap(annotation)
-    for python_type, kind in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
-        if annotation is python_type:
-            return kind
-    return "toml"
-
-
-def _union_tag(model: type[BaseModel], discriminator: str) -> Any:
-    info = model.model_fields[discriminator]
-    literal = _unwrap(info.annotation)
-    if get_origin(literal) is Literal:
-        return get_args(literal)[0]
-    return info.default
-
-
-def _bounds(metadata: list[Any]) -> str:
-    """'> 0, ≤ 10' from a field's annotated-types constraints."""
-    signs = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
-    parts = []
-    for item in metadata:
-        for attr, sign in signs.items():
-            bound = getattr(item, attr, None)
-            if isinstance(item, annotated_types.BaseMetadata) and bound is not None:
-                parts.append(f"{sign} {bound}")
-    return ", ".join(parts)
-
-
-def describe(annotation: Any, info: FieldInfo | None, path: Path) -> Spec:
-    """What widget a model field needs, from its annotation and FieldInfo."""
-    description = (info.description if info else None) or ""
-    bounds = _bounds(info.metadata) if info else ""
-    if bounds:
-        description = f"{description} ({bounds})" if description else f"({bounds})"
-    annotation = _unwrap(annotation)
-    optional = False
-    if _is_union(annotation):
-        args = [_unwrap(arg) for arg in get_args(annotation) if arg is not type(None)]
-        optional = len(args) < len(get_args(annotation))
-        discriminator = info.discriminator if info else None
-        if not optional and isinstance(discriminator, str) and all(_is_model(arg) for arg in args):
-            members = {_union_tag(arg, discriminator): arg for arg in args}
-            return UnionSpec(path, discriminator, members, description)
-        if len(args) != 1:
-            return FieldSpec(path, "toml", description, optional=optional)
-        annotation = args[0]
-    if _is_model(annotation):
-        return ModelSpec(path, annotation, description)
-    origin = get_origin(annotation)
-    if origin is Literal:
-        return FieldSpec(path, "choice", description, choices=get_args(annotation))
-    if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
-        item_kinds = {_scalar_kind(arg) for arg in get_args(annotation) if arg is not Ellipsis}
-        item = item_kinds.pop() if len(item_kinds) == 1 else "toml"
-        return FieldSpec(path, "list", description, item=item, optional=optional)
-    return FieldSpec(path, _scalar_kind(annotation), description, optional=optional)
-
-
-def model_specs(model: type[BaseModel], path: Path = ()) -> Iterator[tuple[str, Spec]]:
-    for name, info in model.model_fields.items():
-        yield name, describe(info.annotation, info, (*path, name))
-
-
-def model_doc(model: type[BaseModel]) -> str:
-    """The model's own docstring (not an inherited one), first paragraph, one line."""
-    doc = model.__dict__.get("__doc__") or ""
-    return " ".join(doc.strip().split("\n\n")[0].split())
-
-
-def model_defaults(model: type[BaseModel]) -> dict[str, Any]:
-    """The defaults of every field that has one (nested models as dicts)."""
-    values: dict[str, Any] = {}
-    for name, info in model.model_fields.items():
-        if not info.is_required():
-            values[name] = _plain(info.get_default(call_default_factory=True))
-    return values
-
-
-def _plain(value: Any) -> Any:
-    return value.model_dump() if isinstance(value, BaseModel) else value
-
-
-# -- text <-> values ----------------------------------------------------------------------
-
-
-def _toml_scalar(value: Any) -> str:
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
-    try:
-        return tomli_w.dumps({"v": value}).partition("=")[2].strip()
-    except (TypeError, ValueError):
-        return str(value)
-
-
-_BARE_WORD = re.compile(r"^[^\s,\[\]\"']+$")
-
-
-def format_value(spec: FieldSpec, value: Any) -> str:
-    """The text an Input shows for a value."""
-    if value is None:
-        return ""
-    if spec.kind == "float" and isinstance(value, int | float) and not isinstance(value, bool):
-        return _toml_scalar(float(value))
-    if spec.kind in ("int", "float", "str"):
-        return str(value)
-    if spec.kind == "list" and isinstance(value, list | tuple | set | frozenset):
-        items = list(value)
-        if spec.item == "str" and all(isinstance(v, str) and _BARE_WORD.match(v) for v in items):
-            return ", ".join(items)
-        return "[" + ", ".join(_toml_scalar(v) for v in items) + "]"
-    return _toml_scalar(value)
-
-
-def _parse_scalar(kind: str, text: str) -> Any:
-    """A typed value, or the text itself when it does not parse (pydantic then says why)."""
-    stripped = text.strip()
-    try:
-        if kind == "int":
-            return int(stripped)
-        if kind == "float":
-            return float(stripped)
-        if kind == "toml":
-            return tomllib.loads(f"v = {stripped}")["v"]
-    except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
-        return text
-    return text
-
-
-def _parse_list(item: str, text: str) -> Any:
-    stripped = text.strip()
-    if not stripped:
-        return []
-    if stripped.startswith("["):
-        try:
-            value = tomllib.loads(f"v = {stripped}")["v"]
-        except RecursionError:
-            return text
-        except tomllib.TOMLDecodeError:
-            if not stripped.endswith("]"):
-                return text
-            stripped = stripped[1:-1]  # [a, b] with bare words: read it as a comma list
-        else:
-            if isinstance(value, list):
-                return value
-            return text
-    parts = [part.strip() for part in stripped.split(",")]
-    if parts and not parts[-1]:
-        parts.pop()  # a trailing comma
-    if item == "str":
-        return [part.strip("\"'") for part in parts]
-    return [_parse_scalar(item or "toml", part) for part in parts]
-
-
-def parse_text(spec: FieldSpec, text: str) -> Any:
-    """The value an Input's text stands for; unparseable text is returned unchanged."""
-    if spec.optional and not text.strip():
-        return None
-    if spec.kind == "list":
-        return _parse_list(spec.item, text)
-    if spec.kind == "str":
-        return text
-    return _parse_scalar(spec.kind, text)
 
 
 def _on_off(value: Any) -> str:
@@ -399,28 +176,12 @@ class UnionSection(FormSection):
         tags = tuple(spec.members)
         kind = values.get(spec.discriminator)
         kind = kind if kind in spec.members else tags[0]
-        items = self._member_items(spec, kind, values)
+        items = build_items(spec.member_specs(kind), values)
         super().__init__(spec.path, spec.path[-1], items, model_doc(spec.members[kind]))
         self.spec = spec
         self.kind = kind
-        self.kind_field = FormField(
-            FieldSpec(
-                (*spec.path, spec.discriminator),
-                "choice",
-                spec.description or "changing it resets this section to its defaults",
-                choices=tags,
-            ),
-            kind,
-        )
+        self.kind_field = FormField(spec.kind_field, kind)
         self.body = Vertical(classes="section-body")
-
-    @staticmethod
-    def _member_items(spec: UnionSpec, kind: Any, values: dict[str, Any]) -> list[Widget]:
-        return [
-            item
-            for item in build_items(spec.members[kind], values, spec.path)
-            if not (isinstance(item, FormField) and item.spec.name == spec.discriminator)
-        ]
 
     def compose(self) -> ComposeResult:
         yield self._help
@@ -450,7 +211,7 @@ class UnionSection(FormSection):
         # The form reads self.items, so swap them before the DOM catches up.
         self.kind = event.value
         defaults = model_defaults(self.spec.members[self.kind])
-        self.items = self._member_items(self.spec, self.kind, defaults)
+        self.items = build_items(self.spec.member_specs(self.kind), defaults)
         help_text = model_doc(self.spec.members[self.kind])
         self._help.update(help_text)
         self._help.display = bool(help_text)
@@ -468,21 +229,20 @@ def read_items(items: list[Widget]) -> dict[str, Any]:
     return values
 
 
-def build_items(model: type[BaseModel], values: dict[str, Any], path: Path) -> list[Widget]:
-    """Fields and sections for every field of ``model`` (recursively), filled from values."""
+def build_items(specs: Iterable[tuple[str, Spec]], values: dict[str, Any]) -> list[Widget]:
+    """Fields and sections for ``specs`` (recursively), filled from values."""
     items: list[Widget] = []
-    for name, spec in model_specs(model, path):
+    for name, spec in specs:
         value = values.get(name)
         if isinstance(spec, FieldSpec):
             items.append(FormField(spec, value))
         elif isinstance(spec, UnionSpec):
-            items.append(UnionSection(spec, _plain(value) if value is not None else {}))
+            items.append(UnionSection(spec, plain(value) if value is not None else {}))
         else:
-            nested = _plain(value) if value is not None else model_defaults(spec.model)
+            nested = plain(value) if value is not None else model_defaults(spec.model)
             help_text = spec.description or model_doc(spec.model)
-            items.append(
-                FormSection(spec.path, name, build_items(spec.model, nested, spec.path), help_text)
-            )
+            fields = build_items(schema.model_specs(spec.model, spec.path), nested)
+            items.append(FormSection(spec.path, name, fields, help_text))
     return items
 
 
@@ -647,7 +407,7 @@ class ConfigForm(Widget, can_focus=False):
         self._build(experiment)
 
     def _build(self, experiment: Experiment) -> None:
-        items = build_items(self.model, experiment.model_dump(), ())
+        items = build_items(schema.model_specs(self.model), experiment.model_dump())
         scalars = [item for item in items if isinstance(item, FormField)]
         nested = [item for item in items if not isinstance(item, FormField)]
         root = FormSection((), "experiment", scalars, model_doc(self.model))
@@ -736,31 +496,20 @@ class ConfigForm(Widget, can_focus=False):
                 targets[path] = target
         return targets
 
-    def _union_tags(self) -> dict[Path, set[Any]]:
-        tags: dict[Path, set[Any]] = {}
-        for target in self._targets().values():
-            if isinstance(target, UnionSection):
-                tags[target.path] = set(target.spec.members)
-        return tags
-
     # -- validating -------------------------------------------------------------------
 
     def validate(self) -> Experiment | None:
         """Validate with pydantic; mark each invalid field with its message; post Validity."""
         targets = self._targets()
+        fields = {path for path, target in targets.items() if isinstance(target, FormField)}
+        sections = targets.keys() - fields
         messages: dict[Path, list[str]] = {}
-        experiment: Experiment | None = None
         values = self.values()
         self._validated = repr(values)
-        try:
-            experiment = self.model.model_validate(values)
-        except ValidationError as exc:
-            tags = self._union_tags()
-            for error in exc.errors():
-                path, text = self._place(error, targets, tags)
-                messages.setdefault(path, []).append(text)
-        except Exception as exc:  # noqa: BLE001 - a validator raised what pydantic won't wrap
-            messages.setdefault((), []).append(f"{type(exc).__name__}: {exc}")
+        experiment, errors = schema.validate(self.model, values)
+        for error in errors:
+            path, text = schema.place(error, fields, sections)
+            messages.setdefault(path, []).append(text)
         for path, target in targets.items():
             target.set_error("; ".join(dict.fromkeys(messages.get(path, []))) or None)
         for section in targets.values():
@@ -776,40 +525,6 @@ class ConfigForm(Widget, can_focus=False):
             self.Validity(self, self.valid, experiment, self.error_count, self.serial)
         )
         return experiment
-
-    def _place(
-        self,
-        error: Any,
-        targets: dict[Path, FormField | FormSection],
-        tags: dict[Path, set[Any]],
-    ) -> tuple[Path, str]:
-        """The path of the widget that shows this pydantic error, and the text to show."""
-        clean: list[Any] = []
-        skipped: set[Path] = set()
-        for part in error["loc"]:
-            union = tuple(clean)
-            if union in tags and union not in skipped and part in tags[union]:
-                skipped.add(union)  # the union's tag (task -> modular -> p) is not a field
-                continue
-            clean.append(part)
-        text = str(error["msg"]).removeprefix("Value error, ")
-        if error.get("type") == "extra_forbidden":
-            text = "unknown field"
-        for size in range(len(clean), -1, -1):
-            path = tuple(str(part) for part in clean[:size])
-            if path in targets or size == 0:
-                break
-        rest = clean[size:]
-        if rest and isinstance(rest[0], int):
-            text = f"item {rest[0] + 1}: {text}"
-        elif rest:
-            text = f"{'.'.join(map(str, rest))}: {text}"
-        if not path:  # a model-level error: put it on a field it names, if any
-            for match in re.finditer(r"\b[A-Za-z_]\w*(?:\.\w+)+\b", text):
-                named = tuple(match.group().split("."))
-                if named in targets and isinstance(targets[named], FormField):
-                    return named, text
-        return path, text
 
     def _schedule_validation(self) -> None:
         # Coalesces a burst of changes (a paste, a kind switch) into one validation.
