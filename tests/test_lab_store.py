@@ -351,3 +351,26 @@ def test_status_sets() -> None:
     assert set(RUN_STATUSES) == set(RunStatus) == ACTIVE | FINAL
     assert "running" in ACTIVE and "queued" in ACTIVE and not ACTIVE & FINAL
     assert RESUMABLE == {"stopped", "crashed"} and RESUMABLE <= FINAL
+
+
+def test_the_detectors_extra_event_keys_survive_the_lab_log(lab: Lab) -> None:
+    """An outcome carries its verdict, gap and ratio; an early-loss forecast its m0 and
+    amplitude. The typed Event keeps what it does not name, in the log and as read back."""
+    from grokterm.config import Detector
+    from grokterm.phases import PhaseDetector
+
+    run_id = lab.create_run("demo", None, {}, []).id
+    late = PhaseDetector(Detector())
+    late.marks.update(t2=100, t4=5000)
+    memorized = PhaseDetector(Detector())
+    memorized.marks["t2"] = 100
+    forecast = {"step": 16, "kind": "forecast", "detail": "early loss", "thresholds": {},
+                "forecast_m0": 0.25, "forecast_low_freq_amp": 0.5}  # fmt: skip
+    lab.add_events(run_id, [forecast, late._decide(6000), *memorized.finish(7000)])
+    early, grokked, ended = lab.events(run_id)
+    assert early.model_extra == {"forecast_m0": 0.25, "forecast_low_freq_amp": 0.5}
+    assert (grokked.outcome, grokked.model_extra) == ("grokking", {"gap": 4900, "ratio": 50.0})
+    assert ended.outcome == "memorization"
+    stored = json.loads(lab.lablog_path.read_text())["events"]
+    assert stored["2"]["gap"] == 4900 and stored["1"]["forecast_m0"] == 0.25
+    assert grokked.to_json()["ratio"] == 50.0
