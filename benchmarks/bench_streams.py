@@ -55,7 +55,7 @@ def make_run(lab_dir: Path, steps: int, old_format: bool) -> tuple[str, float]:
 
     lab = Lab(lab_dir)
     config = {"schedule": {"steps": steps}}
-    run_id = lab.create_run("long", None, config, [])["id"]
+    run_id = lab.create_run("long", None, config, []).id
     lab.update_run(run_id, status="finished", step=steps)
     path = lab.run_dir(run_id) / "metrics.jsonl"
     probes = probe_steps(steps)

@@ -77,7 +77,7 @@ def make_lab(root: Path, runs: int, live: int | None = None) -> list[str]:
         statuses = statuses[:-1]
     running: list[str] = []
     for i in range(runs):
-        run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"])["id"]
+        run_id = lab.create_run(f"bench-{i % 7}", preset, config, ["bench"]).id
         status = statuses[i % len(statuses)]
         if live is not None:
             status = "running" if i < live else status
@@ -98,7 +98,7 @@ def make_lab(root: Path, runs: int, live: int | None = None) -> list[str]:
             for step in range(0, 6001, 50):
                 stream.append({"step": step, "loss": 1.0 / (1 + step), "train_acc": 0.5})
     for i in range(0, runs, 3):
-        run_id = lab.list_runs()[i]["id"]
+        run_id = lab.list_runs()[i].id
         lab.add_note(f"note on run {i}", run_id=run_id, step=100)
     return running
 

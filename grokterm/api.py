@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from grokterm.lab import store
+from grokterm.lab.records import Event, RunRecord, RunStatus
 from grokterm.lab.stream import read_metrics, series
 
 
@@ -20,25 +21,25 @@ class Run:
         self.dir: Path = lab.run_dir(run_id)
 
     def __repr__(self) -> str:
-        return f"Run({self.id!r}, status={self.record['status']!r})"
+        return f"Run({self.id!r}, status={self.record.status.value!r})"
 
     @property
-    def record(self) -> dict[str, Any]:
+    def record(self) -> RunRecord:
         return self.lab.get_run(self.id)
 
     @cached_property
     def config(self) -> dict[str, Any]:
-        return self.record["config"]
+        return self.record.config
 
     @property
-    def status(self) -> str:
-        from grokterm.launcher import live_view
+    def status(self) -> RunStatus:
+        from grokterm.live import live_view
 
-        return live_view(self.lab, self.record)["status"]
+        return live_view(self.lab, self.record).status
 
     @property
     def summary(self) -> dict[str, Any]:
-        return self.record.get("summary") or {}
+        return self.record.summary
 
     def metrics(self) -> dict[str, list[float]]:
         """Columns by name, aligned on 'step' (NaN where a record lacks a metric)."""
@@ -48,7 +49,7 @@ class Run:
         """(steps, values) of one metric, only where it was measured."""
         return series(self.metrics(), name)
 
-    def events(self) -> list[dict[str, Any]]:
+    def events(self) -> list[Event]:
         return self.lab.events(self.id)
 
     def notes(self) -> list[dict[str, Any]]:
@@ -73,7 +74,7 @@ class Lab(store.Lab):
     """A lab directory: the lab log plus its runs' files."""
 
     def runs(self) -> list[Run]:
-        return [Run(self, record["id"]) for record in self.list_runs()]
+        return [Run(self, record.id) for record in self.list_runs()]
 
     def run(self, ref: str | int) -> Run:
         return Run(self, self.resolve(str(ref)))

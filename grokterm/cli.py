@@ -79,23 +79,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"name={json.dumps(args.name)}")
     preset, experiment = load_experiment(args.experiment, overrides)
     lab = lab_from(args)
-    run_id = launcher.create_run(lab, experiment, preset)
     if args.detach:
-        launcher.start_detached(lab, run_id)
-        print(run_id)
+        print(launcher.launch(lab, experiment, preset))
         return 0
+    run_id = launcher.create_run(lab, experiment, preset)
     from grokterm.foreground import QuietWhenHungUp, run_in_foreground
 
     return run_in_foreground(lab, run_id, experiment, console(QuietWhenHungUp(sys.stdout)))
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from grokterm import launcher, views
+    from grokterm import live, views
 
     lab = lab_from(args)
-    runs = launcher.live_views(lab)
+    runs = live.live_views(lab)
     if args.json:
-        dump_json(runs)
+        dump_json([view.to_json() for view in runs])
     elif not runs:
         print(f"no runs in {lab.root}")
     else:
@@ -104,14 +103,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from grokterm import launcher, views
+    from grokterm import live, views
 
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
-    view = launcher.live_view(lab, lab.get_run(run_id))
+    view = live.live_view(lab, lab.get_run(run_id))
     events, notes = lab.events(run_id), lab.notes(run_id)
     if args.json:
-        dump_json({**view, "events": events, "notes": notes, "dir": str(lab.run_dir(run_id))})
+        shown = {"events": [event.to_json() for event in events], "notes": notes}
+        dump_json({**view.to_json(), **shown, "dir": str(lab.run_dir(run_id))})
     else:
         views.print_run(console(), view, events, notes, lab.run_dir(run_id))
     return 0
@@ -156,9 +156,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
-    restart = not launcher.has_checkpoint(lab, run_id)
-    launcher.resume(lab, run_id)
-    if restart:
+    if launcher.resume(lab, run_id):
         print(f"restarting {run_id} from step 0 in the background (it has no checkpoint)")
     else:
         print(f"resuming {run_id} from its last checkpoint in the background")
@@ -166,10 +164,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_repair(args: argparse.Namespace) -> int:
-    from grokterm import launcher
+    from grokterm import live, repair
 
     lab = lab_from(args)
-    if not lab.exists and not launcher.unlisted_run_dirs(lab):
+    if not lab.exists and not repair.unlisted_run_dirs(lab):
         raise UsageError(f"repair: no lab at {lab.root} (neither a lab log nor run folders)")
     result = lab.repair()
     if result["repaired"]:
@@ -180,20 +178,20 @@ def cmd_repair(args: argparse.Namespace) -> int:
         print("the corrupt version is kept in " + ", ".join(result["backups"]))
     else:
         print(f"lab log: nothing to repair ({result['why']})")
-    for run_id in launcher.unlisted_run_dirs(lab):
+    for run_id in repair.unlisted_run_dirs(lab):
         try:
-            record = launcher.reregister(lab, run_id)
+            record = repair.reregister(lab, run_id)
         except GrokError as exc:
             print(f"{run_id}: not put back: {exc}")
             continue
         print(
-            f"put back {run_id} from its folder: {record['status']} at step {record['step']}"
+            f"put back {run_id} from its folder: {record.status} at step {record.step}"
             " (events re-derived from its metrics)"
         )
     recovered = lab.recover_notes()
     if recovered:
         print(f"put back {recovered} note(s) from {lab.notes_journal}")
-    settled = launcher.record_ended_runs(lab)
+    settled = live.record_ended_runs(lab)
     if settled:
         print("recorded the end of " + ", ".join(settled) + " from status.json")
     return 0
@@ -212,6 +210,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.step is not None:
         raise UsageError("analyze: --step goes with --weightwatcher")
     from grokterm import views
+    from grokterm.lab.records import ENDED_CLEANLY, Event
     from grokterm.lab.stream import read_records
     from grokterm.phases import replay
     from grokterm.presets import apply_overrides, build_detector
@@ -220,12 +219,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     run_id = lab.resolve(args.run)
     record = lab.get_run(run_id)
     overrides = [a if a.startswith("detector.") else f"detector.{a}" for a in args.set or []]
-    data = apply_overrides({"detector": dict(record["config"].get("detector") or {})}, overrides)
+    data = apply_overrides({"detector": dict(record.config.get("detector") or {})}, overrides)
     thresholds = build_detector(data["detector"])
     records = read_records(lab.run_dir(run_id) / "metrics.jsonl")
-    ended = record["status"] in ("finished", "stopped")
-    _, events = replay(records, thresholds, final_step=record.get("step") if ended else None)
-    analysis = views.analysis(run_id, lab.events(run_id), events, thresholds.model_dump())
+    ended = record.status in ENDED_CLEANLY
+    _, events = replay(records, thresholds, final_step=record.step if ended else None)
+    replayed = [Event.model_validate(event) for event in events]
+    analysis = views.analysis(run_id, lab.events(run_id), replayed, thresholds.model_dump())
     if args.json:
         dump_json(analysis)
     else:
@@ -249,12 +249,12 @@ def analyze_weightwatcher(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from grokterm import launcher
+    from grokterm import live
     from grokterm.lab.export import export_runs
 
     lab = lab_from(args)
     run_ids = [lab.resolve(ref) for ref in args.runs]
-    launcher.record_ended_runs(lab)  # a killed run is exported as crashed, not running
+    live.record_ended_runs(lab)  # a killed run is exported as crashed, not running
     default = f"{run_ids[0]}.md" if len(run_ids) == 1 else "grokterm-export.md"
     target = Path(args.output or default)
     written = export_runs(lab, run_ids, target)
@@ -264,13 +264,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from grokterm import launcher, views
+    from grokterm import live, views
 
     lab = lab_from(args)
     run_ids = list(dict.fromkeys(lab.resolve(ref) for ref in args.runs))
     if len(run_ids) < 2:
         raise UsageError("compare: give at least two different runs")
-    runs = [launcher.live_view(lab, lab.get_run(run_id)) for run_id in run_ids]
+    runs = [live.live_view(lab, lab.get_run(run_id)) for run_id in run_ids]
     comparison = views.compare(runs)
     if args.json:
         dump_json(comparison)

@@ -17,6 +17,7 @@ from rich.progress import (
 
 from grokterm.config import Experiment
 from grokterm.lab import Lab
+from grokterm.lab.records import ENDED_CLEANLY, PHASE_MARKS
 
 
 class QuietWhenHungUp(io.TextIOBase):
@@ -103,14 +104,14 @@ def run_in_foreground(lab: Lab, run_id: str, experiment: Experiment, out: Consol
         + (f": {outcome.reason}" if outcome.reason else "")
     )
     if summary.get("phase"):
-        marks = "  ".join(f"{k}={summary[k]}" for k in ("t1", "t2", "t3", "t4") if summary.get(k))
+        marks = "  ".join(f"{k}={summary[k]}" for k in PHASE_MARKS if summary.get(k))
         out.print(f"outcome: [bold]{summary['phase']}[/]  {marks}")
     if summary.get("steps_per_second"):
         out.print(
             f"train {_pct(summary.get('train_acc'))}  test {_pct(summary.get('test_acc'))}  "
             f"{summary['steps_per_second']:,.0f} steps/s on {summary['device']}"
         )
-    return 0 if outcome.status in ("finished", "stopped") else 1
+    return 0 if outcome.status in ENDED_CLEANLY else 1
 
 
 def _pct(value: float | None) -> str:

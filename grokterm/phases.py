@@ -230,7 +230,8 @@ class PhaseDetector:
             why = f"but t4/t2 = {ratio:.3g} ≤ {th.grokking_ratio}"
         detail = f"{self.outcome}: t4 - t2 = {gap} steps {why}"
         shown_ratio = round(ratio, 3) if math.isfinite(ratio) else None
-        return {**self._event("outcome", step, detail), "gap": gap, "ratio": shown_ratio}
+        outcome = {"outcome": self.outcome, "gap": gap, "ratio": shown_ratio}
+        return {**self._event("outcome", step, detail), **outcome}
 
     def finish(self, step: int) -> list[dict[str, Any]]:
         """At the end of a run: the outcome, if the stream has not decided it yet."""
@@ -244,7 +245,7 @@ class PhaseDetector:
             detail = "confusion: train accuracy never reached the memorization threshold"
             if "t4" in self.marks:  # Liu et al.: comprehension needs train reached as well
                 detail += f" (test acc reached the generalization bar at {self.marks['t4']})"
-        return [self._event("outcome", step, detail)]
+        return [{**self._event("outcome", step, detail), "outcome": self.outcome}]
 
     def summary(self) -> dict[str, Any]:
         return {**{k: self.marks.get(k) for k in ("t1", "t2", "t3", "t4")}, "phase": self.outcome}

@@ -10,8 +10,7 @@ from rich.table import Table
 
 from grokterm.config import Experiment
 from grokterm.lab import data_text
-
-PHASE_MARKS = ("t1", "t2", "t3", "t4")
+from grokterm.lab.records import PHASE_MARKS, Event, RunView, outcome_of
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -49,12 +48,7 @@ def presets_table(rows: list[dict[str, Any]]) -> Table:
     return table
 
 
-def acc(view: dict[str, Any], key: str) -> Any:
-    latest = view.get("latest") or {}
-    return latest.get(key, (view.get("summary") or {}).get(key))
-
-
-def runs_table(runs: list[dict[str, Any]]) -> Table:
+def runs_table(runs: list[RunView]) -> Table:
     table = Table()
     for column in (
         "id",
@@ -70,64 +64,51 @@ def runs_table(runs: list[dict[str, Any]]) -> Table:
     ):
         table.add_column(column, no_wrap=column in ("id", "status", "created"))
     for view in runs:
-        summary = view.get("summary") or {}
+        summary = view.summary
         table.add_row(
-            view["id"],
-            view["status"],
-            f"{view.get('step', 0)}/{fmt(view.get('total'))}",
-            fmt(acc(view, "train_acc")),
-            fmt(acc(view, "test_acc")),
+            view.id,
+            view.status,
+            f"{view.step}/{fmt(view.total)}",
+            fmt(view.metric("train_acc")),
+            fmt(view.metric("test_acc")),
             fmt(summary.get("phase")),
             fmt(summary.get("t2")),
             fmt(summary.get("t4")),
-            ",".join(view.get("tags") or []),
-            (view.get("created") or "")[5:16].replace("T", " "),
+            ",".join(view.tags),
+            (view.created or "")[5:16].replace("T", " "),
         )
     return table
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def print_run(
-    out: Console, view: dict[str, Any], events: list[dict], notes: list[dict], run_dir: Path
+    out: Console, view: RunView, events: list[Event], notes: list[dict], run_dir: Path
 ) -> None:
-    summary = view.get("summary") or {}
-    out.print(
-        f"[bold]{view['id']}[/]  {view['status']}  step {view.get('step')}/{view.get('total')}"
-    )
-    if view.get("reason"):
-        out.print(f"reason: {view['reason']}")
-    out.print(f"preset: {fmt(view.get('preset'))}   dir: {run_dir}")
-    if view.get("data"):
-        out.print(f"data: {data_text(view['data'])}", markup=False)
+    summary = view.summary
+    out.print(f"[bold]{view.id}[/]  {view.status}  step {view.step}/{view.total}")
+    if view.reason:
+        out.print(f"reason: {view.reason}")
+    out.print(f"preset: {fmt(view.preset)}   dir: {run_dir}")
+    if view.data:
+        out.print(f"data: {data_text(view.data)}", markup=False)
     if summary:
         shown = {k: v for k, v in summary.items() if v is not None}
         out.print("summary: " + "  ".join(f"{k}={fmt(v)}" for k, v in shown.items()))
     table = Table(title="config", title_justify="left", show_header=False)
-    for key, value in flatten(view.get("config") or {}).items():
+    for key, value in view.flat_config().items():
         table.add_row(key, str(value))
     out.print(table)
     out.print("[bold]events[/]" if events else "events: none yet")
     for event in events:
-        out.print(f"  step {event['step']:>8}  {event['kind']:<8} {event['detail']}")
+        out.print(f"  step {event.step:>8}  {event.kind:<8} {event.detail}")
     out.print("[bold]notes[/]" if notes else "notes: none")
     for note in notes:
         where = f"step {note['step']}" if note.get("step") is not None else "run"
         out.print(f"  {note['time'][:16].replace('T', ' ')}  {where}: {note['text']}", markup=False)
 
 
-def config_diff(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
+def config_diff(runs: list[RunView]) -> dict[str, list[Any]]:
     """Only the config fields whose values differ between the runs."""
-    flats = [flatten(view.get("config") or {}) for view in runs]
+    flats = [view.flat_config() for view in runs]
     keys = sorted(set().union(*flats))
     return {
         key: [flat.get(key) for flat in flats]
@@ -136,26 +117,26 @@ def config_diff(runs: list[dict[str, Any]]) -> dict[str, list[Any]]:
     }
 
 
-def phase_timings(view: dict[str, Any]) -> dict[str, Any]:
-    summary = view.get("summary") or {}
+def phase_timings(view: RunView) -> dict[str, Any]:
+    summary = view.summary
     marks = {k: summary.get(k) for k in PHASE_MARKS}
     gap = marks["t4"] - marks["t2"] if marks["t4"] is not None and marks["t2"] is not None else None
     return {
         **marks,
         "t4-t2": gap,
         "outcome": summary.get("phase"),
-        "train_acc": acc(view, "train_acc"),
-        "test_acc": acc(view, "test_acc"),
-        "status": view["status"],
-        "step": view.get("step"),
+        "train_acc": view.metric("train_acc"),
+        "test_acc": view.metric("test_acc"),
+        "status": view.status.value,
+        "step": view.step,
     }
 
 
-def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def compare(runs: list[RunView]) -> dict[str, Any]:
     return {
-        "runs": [view["id"] for view in runs],
+        "runs": [view.id for view in runs],
         "config_diff": config_diff(runs),
-        "phases": {view["id"]: phase_timings(view) for view in runs},
+        "phases": {view.id: phase_timings(view) for view in runs},
     }
 
 
@@ -182,37 +163,28 @@ def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
 
 
 def analysis(
-    run_id: str, stored: list[dict], replayed: list[dict], thresholds: dict[str, Any]
+    run_id: str, stored: list[Event], replayed: list[Event], thresholds: dict[str, Any]
 ) -> dict[str, Any]:
     """Stored events against a replay with other thresholds: what changes."""
 
-    def by_kind(events: list[dict]) -> dict[str, list[dict]]:
-        grouped: dict[str, list[dict]] = {}
+    def by_kind(events: list[Event]) -> dict[str, list[Event]]:
+        grouped: dict[str, list[Event]] = {}
         for event in events:
-            grouped.setdefault(event["kind"], []).append(event)
+            grouped.setdefault(event.kind, []).append(event)
         return grouped
 
     before, after = by_kind(stored), by_kind(replayed)
+    outcomes = {"stored": outcome_of(stored), "replayed": outcome_of(replayed)}
     rows = []
     for kind in dict.fromkeys([*before, *after]):
-        old = [e["step"] for e in before.get(kind, [])]
-        new = [e["step"] for e in after.get(kind, [])]
-        detail = (after.get(kind) or before.get(kind))[-1]["detail"]
-        changed = old != new or (kind == "outcome" and _outcome(stored) != _outcome(replayed))
+        old = [e.step for e in before.get(kind, [])]
+        new = [e.step for e in after.get(kind, [])]
+        detail = (after.get(kind) or before.get(kind))[-1].detail
+        changed = old != new or (kind == "outcome" and outcomes["stored"] != outcomes["replayed"])
         rows.append(
             {"kind": kind, "stored": old, "replayed": new, "changed": changed, "detail": detail}
         )
-    return {
-        "run": run_id,
-        "thresholds": thresholds,
-        "events": rows,
-        "outcome": {"stored": _outcome(stored), "replayed": _outcome(replayed)},
-    }
-
-
-def _outcome(events: list[dict]) -> str | None:
-    outcomes = [e["detail"].split(":", 1)[0] for e in events if e["kind"] == "outcome"]
-    return outcomes[-1] if outcomes else None
+    return {"run": run_id, "thresholds": thresholds, "events": rows, "outcome": outcomes}
 
 
 def print_analysis(out: Console, analysis: dict[str, Any]) -> None:

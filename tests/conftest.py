@@ -79,9 +79,9 @@ def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
         for key, (preset_name, overrides) in specs.items():
             preset, exp = load_experiment(preset_name, overrides)
             record = lab.create_run(exp.name, preset, exp.model_dump(mode="json"), list(exp.tags))
-            ids[key] = record["id"]
+            ids[key] = record.id
             created, started, ended = TUI_RUN_TIMES[key]
-            lab.update_run(record["id"], created=created, started=started, ended=ended)
+            lab.update_run(record.id, created=created, started=started, ended=ended)
 
         grok = ids["grok"]
         with MetricStream(lab.run_dir(grok) / "metrics.jsonl") as stream:

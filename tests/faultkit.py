@@ -23,7 +23,7 @@ from typing import Any
 
 import pyte
 
-from grokterm import launcher
+from grokterm import launcher, live, processes
 from grokterm.lab import Lab
 from grokterm.lab.stream import read_records
 
@@ -91,8 +91,8 @@ def wait_for(predicate: Callable[[], Any], what: str, deadline: float = DEADLINE
 
 def wait_for_step(lab: Lab, run_id: str, step: int) -> dict[str, Any]:
     def reached():
-        status = launcher.read_status(lab, run_id)
-        return status if status.get("step", 0) >= step else None
+        status = live.read_status(lab, run_id)
+        return status if (status.step or 0) >= step else None
 
     return wait_for(reached, f"{run_id} to reach step {step}")
 
@@ -102,14 +102,14 @@ def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
     however fast the machine, it is still training when the test acts; returns its pid.
     `grokterm stop` wakes it (SIGCONT), or send SIGCONT."""
     status = wait_for_step(lab, run_id, step)
-    os.kill(status["pid"], signal.SIGSTOP)
-    assert launcher.read_status(lab, run_id)["status"] == "running", "it ended before the pause"
-    return status["pid"]
+    os.kill(status.pid, signal.SIGSTOP)
+    assert live.read_status(lab, run_id).status == "running", "it ended before the pause"
+    return status.pid
 
 
 def wait_until_done(lab: Lab, run_id: str) -> dict[str, Any]:
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
-    assert view["status"] not in ("queued", "running"), run_log_text(lab, run_id)
+    assert view.status not in ("queued", "running"), run_log_text(lab, run_id)
     return view
 
 
@@ -142,18 +142,18 @@ def assert_lab_readable(root: Path) -> None:
 
 def kill_run(lab: Lab, run_id: str) -> int:
     """SIGKILL the run's process (a crash: no handler runs) and wait until it is gone."""
-    pid = launcher.read_status(lab, run_id)["pid"]
+    pid = live.read_status(lab, run_id).pid
     os.kill(pid, signal.SIGKILL)
-    wait_for(lambda: not launcher.pid_alive(pid), f"pid {pid} to die")
+    wait_for(lambda: not processes.pid_alive(pid), f"pid {pid} to die")
     return pid
 
 
 def kill_if_running(lab: Lab) -> None:
     """Clean-up: no run process of this lab outlives its test."""
     for record in lab.list_runs() if lab.exists else []:
-        status = launcher.read_status(lab, record["id"])
-        if status.get("pid") and launcher.status_pid_alive(status):
-            os.kill(status["pid"], signal.SIGKILL)
+        status = live.read_status(lab, record.id)
+        if status.pid and processes.pid_alive(status.pid, status.pid_started):
+            os.kill(status.pid, signal.SIGKILL)
 
 
 # --- a TUI on a pseudo-terminal --------------------------------------------------------------

@@ -842,7 +842,7 @@ def test_run_lists_its_checkpoints(finished_run) -> None:
 def test_finished_run_is_recorded_in_the_lab(finished_run) -> None:
     lab, run_id, exp = finished_run
     run = lab.run(run_id)
-    assert run.record["status"] == "finished" and run.record["step"] == 60
+    assert run.record.status == "finished" and run.record.step == 60
     steps, values = run.series("test_acc")
     assert steps == exp.eval_steps()
     assert run.metrics()["step"] == list(range(61))

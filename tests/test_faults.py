@@ -43,7 +43,7 @@ from faultkit import (
     write_notes_at_once,
 )
 
-from grokterm import launcher
+from grokterm import launcher, live, processes
 from grokterm.engine import loop
 from grokterm.engine.stopping import StopFlag
 from grokterm.engine.worker import UserError, execute
@@ -73,7 +73,7 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
     run_id = start_detached(lab_dir, *LONG)
     wait_for_step(lab, run_id, 300)
     kill_run(lab, run_id)
-    last_beat = launcher.read_status(lab, run_id)["step"]
+    last_beat = live.read_status(lab, run_id).step
 
     def crashed():
         view = json.loads(grokterm(lab_dir, "ls", "--json").stdout)[0]
@@ -81,44 +81,44 @@ def test_a_sigkilled_run_shows_crashed_with_its_last_step(lab_dir: Path):
 
     view = wait_for(crashed, "ls to say crashed")
     assert view["step"] == last_beat >= 300
-    assert view["reason"] == launcher.VANISHED
+    assert view["reason"] == live.VANISHED
     shown = grokterm(lab_dir, "show", run_id).stdout.decode()
     assert "crashed" in shown and str(last_beat) in shown
     out = lab_dir.parent / "crashed.md"
     assert grokterm(lab_dir, "export", run_id, "-o", str(out)).returncode == 0
     assert "| status | crashed |" in out.read_text()
-    assert lab.get_run(run_id)["status"] == "crashed"  # the export recorded it
+    assert lab.get_run(run_id).status == "crashed"  # the export recorded it
 
 
 def running_record(tmp_path: Path) -> tuple[Lab, str, Path]:
     """A lab with one run recorded as running; returns its status.json path to write."""
     lab = Lab(tmp_path / "lab")
-    run_id = lab.create_run("r", None, {}, [])["id"]
+    run_id = lab.create_run("r", None, {}, []).id
     lab.update_run(run_id, status="running")
     return lab, run_id, lab.run_dir(run_id) / "status.json"
 
 
 def test_a_new_process_with_a_dead_runs_pid_does_not_keep_it_running(tmp_path, idle_process):
     lab, run_id, path = running_record(tmp_path)
-    started = launcher.process_start_ticks(idle_process.pid)
+    started = processes.process_start_ticks(idle_process.pid)
     assert started is not None
     status = {"status": "running", "pid": idle_process.pid, "host": None, "heartbeat": 0.0}
     for pid_started, expected in ((started, "running"), (started - 1, "crashed")):
         write_json_atomic(path, {**status, "pid_started": pid_started})
-        assert launcher.live_view(lab, lab.get_run(run_id))["status"] == expected
+        assert live.live_view(lab, lab.get_run(run_id)).status == expected
 
 
 def test_a_live_but_silent_run_stays_running_and_says_so(tmp_path, idle_process):
     """A run suspended with ctrl+z or hung on I/O: its process lives, its heartbeat stops."""
     lab, run_id, path = running_record(tmp_path)
     status = {"status": "running", "pid": idle_process.pid, "host": None, "step": 7,
-              "pid_started": launcher.process_start_ticks(idle_process.pid)}  # fmt: skip
+              "pid_started": processes.process_start_ticks(idle_process.pid)}  # fmt: skip
     write_json_atomic(path, {**status, "heartbeat": time.time()})
-    assert launcher.live_view(lab, lab.get_run(run_id))["reason"] is None
+    assert live.live_view(lab, lab.get_run(run_id)).reason is None
     write_json_atomic(path, {**status, "heartbeat": time.time() - 600})
-    view = launcher.live_view(lab, lab.get_run(run_id))
-    assert view["status"] == "running"
-    assert view["reason"].startswith("no heartbeat for 600 s")
+    view = live.live_view(lab, lab.get_run(run_id))
+    assert view.status == "running"
+    assert view.reason.startswith("no heartbeat for 600 s")
 
 
 # --- 2. resume from damaged state --------------------------------------------------------------
@@ -129,7 +129,7 @@ def stopped_run(lab_dir: Path, at_step: int = 450) -> tuple[Lab, str]:
     run_id = start_detached(lab_dir)
     pause_at_step(lab, run_id, at_step)
     assert grokterm(lab_dir, "stop", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "stopped"
+    assert wait_until_done(lab, run_id).status == "stopped"
     return lab, run_id
 
 
@@ -146,7 +146,7 @@ def test_a_torn_last_metric_line_is_skipped_by_readers_and_dropped_by_resume(lab
     out = lab_dir.parent / "export.md"
     assert grokterm(lab_dir, "export", run_id, "-o", str(out)).returncode == 0
     assert grokterm(lab_dir, "resume", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "finished"
+    assert wait_until_done(lab, run_id).status == "finished"
     assert_complete_series(lab, run_id)
     assert_lab_readable(lab_dir)
 
@@ -172,7 +172,7 @@ def test_resume_skips_unsafe_and_damaged_checkpoints_and_runs_no_code(lab_dir: P
     good_step = int(sorted(folder.glob("step-*.pt"))[-3].stem.removeprefix("step-"))
 
     assert grokterm(lab_dir, "resume", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "finished"
+    assert wait_until_done(lab, run_id).status == "finished"
     assert not marker.exists(), "a checkpoint was unpickled with code execution"
     log = run_log_text(lab, run_id)
     assert f"skipped checkpoint {newest.name}" in log
@@ -201,7 +201,7 @@ def test_two_resumes_at_once_start_one_process(lab_dir: Path):
     os.kill(trainer, signal.SIGCONT)
     assert intruder.returncode == 1
     assert b"already being trained by another process" in intruder.stderr
-    assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
+    assert wait_until_done(lab, run_id).status == "finished", run_log_text(lab, run_id)
     assert_complete_series(lab, run_id)
 
 
@@ -249,11 +249,11 @@ def test_a_corrupt_lab_log_is_refused_kept_and_repaired(lab_dir: Path, damage):
 def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     lab = Lab(lab_dir)
     finished = start_detached(lab_dir, "--set", "schedule.steps=200")
-    assert wait_until_done(lab, finished)["status"] == "finished"
+    assert wait_until_done(lab, finished).status == "finished"
     killed = start_detached(lab_dir)
     pause_at_step(lab, killed, 300)
     kill_run(lab, killed)
-    before = {e["kind"] for e in lab.events(finished)}
+    before = {e.kind for e in lab.events(finished)}
     lab.add_note("wd 1 memorizes in 50 steps", run_id=finished, step=50)
     lab.add_note("a lab-wide thought")
     for path in lab_dir.glob("lablog.json*"):
@@ -264,9 +264,9 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     assert result.returncode == 0, result.stderr
     assert f"put back {finished} from its folder: finished at step 200".encode() in result.stdout
     assert f"put back {killed} from its folder: crashed".encode() in result.stdout
-    assert {e["kind"] for e in lab.events(finished)} == before  # re-derived by the detector
-    assert "t2" in {e["kind"] for e in lab.events(killed)}
-    assert lab.get_run(finished)["config"]["schedule"]["steps"] == 200
+    assert {e.kind for e in lab.events(finished)} == before  # re-derived by the detector
+    assert "t2" in {e.kind for e in lab.events(killed)}
+    assert lab.get_run(finished).config["schedule"]["steps"] == 200
     assert b"put back 2 note(s)" in result.stdout
     assert [(n["run"], n["step"], n["text"]) for n in lab.notes()] == [
         (finished, 50, "wd 1 memorizes in 50 steps"),
@@ -275,13 +275,13 @@ def test_a_lost_lab_log_is_rebuilt_from_the_run_folders(lab_dir: Path):
     again = grokterm(lab_dir, "repair")  # idempotent: nothing twice
     assert b"put back" not in again.stdout and len(lab.notes()) == 2
     assert grokterm(lab_dir, "resume", killed).returncode == 0
-    assert wait_until_done(lab, killed)["status"] == "finished", run_log_text(lab, killed)
+    assert wait_until_done(lab, killed).status == "finished", run_log_text(lab, killed)
     assert_complete_series(lab, killed)
-    kinds = [event["kind"] for event in lab.events(killed)]
+    kinds = [event.kind for event in lab.events(killed)]
     assert len(kinds) == len(set(kinds)), kinds
     newest = start_detached(lab_dir, "--set", "schedule.steps=20")
     assert newest not in (finished, killed)
-    assert wait_until_done(lab, newest)["status"] == "finished", run_log_text(lab, newest)
+    assert wait_until_done(lab, newest).status == "finished", run_log_text(lab, newest)
     assert_lab_readable(lab_dir)
 
 
@@ -317,21 +317,21 @@ def test_a_lab_log_corrupted_under_a_run_costs_no_work(lab_dir: Path):
     wait_for_step(lab, run_id, 300)
     with filelock.FileLock(lab_dir / "lablog.lock"):  # not between the run's read and write
         (lab_dir / "lablog.json").write_bytes(lab_bytes(lab_dir)[:-20])
-    pid = launcher.read_status(lab, run_id)["pid"]
-    wait_for(lambda: not launcher.pid_alive(pid), "the run to end")
-    status = launcher.read_status(lab, run_id)
-    assert status["status"] == "crashed" and "is corrupt" in status["reason"], status
+    pid = live.read_status(lab, run_id).pid
+    wait_for(lambda: not processes.pid_alive(pid), "the run to end")
+    status = live.read_status(lab, run_id)
+    assert status.status == "crashed" and "is corrupt" in status.reason, status
     assert "the lab log could not record the end of the run" in run_log_text(lab, run_id)
     assert_lab_readable_but_the_log(lab_dir)
 
     result = grokterm(lab_dir, "repair")
     assert result.returncode == 0, result.stderr
     assert f"recorded the end of {run_id}".encode() in result.stdout
-    assert lab.get_run(run_id)["status"] == "crashed"
+    assert lab.get_run(run_id).status == "crashed"
     assert grokterm(lab_dir, "resume", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
+    assert wait_until_done(lab, run_id).status == "finished", run_log_text(lab, run_id)
     assert_complete_series(lab, run_id)
-    kinds = [event["kind"] for event in lab.events(run_id)]
+    kinds = [event.kind for event in lab.events(run_id)]
     assert "outcome" in kinds and len(kinds) == len(set(kinds)), kinds
     assert_lab_readable(lab_dir)
 
@@ -352,17 +352,17 @@ def test_a_failing_metric_write_ends_the_run_with_a_clear_reason(tmp_path: Path)
     _, experiment = load_experiment("modadd-mlp", SHORT[1::2])
     run_id = launcher.create_run(lab, experiment, "modadd-mlp")
     (lab.run_dir(run_id) / "metrics.jsonl").symlink_to("/dev/full")
-    launcher.start_detached(lab, run_id)
+    launcher.start(lab, run_id)
     view = wait_until_done(lab, run_id)
-    assert view["status"] == "crashed"
-    assert "no space left on the device writing" in view["reason"]
-    assert "metrics.jsonl" in view["reason"]
-    assert launcher.read_status(lab, run_id)["status"] == "crashed"
+    assert view.status == "crashed"
+    assert "no space left on the device writing" in view.reason
+    assert "metrics.jsonl" in view.reason
+    assert live.read_status(lab, run_id).status == "crashed"
     (lab.run_dir(run_id) / "metrics.jsonl").unlink()
     assert_lab_readable(lab.root)
     # It ended before its first checkpoint: resume starts it again from step 0.
     assert b"from step 0" in grokterm(lab.root, "resume", run_id).stdout
-    assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
+    assert wait_until_done(lab, run_id).status == "finished", run_log_text(lab, run_id)
     assert_complete_series(lab, run_id)
 
 
@@ -402,15 +402,15 @@ def test_a_full_disk_ends_the_run_readably_and_resume_finishes(small_disk: Path)
     filler = fill(small_disk)
     os.kill(pid, signal.SIGCONT)
     view = wait_until_done(lab, run_id)
-    assert view["status"] == "crashed", view
-    assert "no space left on the device" in view["reason"], view
+    assert view.status == "crashed", view
+    assert "no space left on the device" in view.reason, view
     assert_lab_readable(lab_dir)
     steps = steps_of(lab, run_id)
     assert steps == list(range(len(steps)))
 
     filler.unlink()
     assert grokterm(lab_dir, "resume", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "finished", run_log_text(lab, run_id)
+    assert wait_until_done(lab, run_id).status == "finished", run_log_text(lab, run_id)
     assert_complete_series(lab, run_id)
     assert_lab_readable(lab_dir)
 
@@ -464,12 +464,12 @@ def test_an_exception_inside_training_crashes_the_run_with_its_error(
         with pytest.raises(UserError, match="crashed"):
             execute(lab, run_id, stop=StopFlag())
     record = lab.get_run(run_id)
-    assert record["status"] == "crashed"
-    assert expected in record["reason"]
+    assert record.status == "crashed"
+    assert expected in record.reason
     assert type(error).__name__ in run_log_text(lab, run_id)  # the traceback
-    assert launcher.read_status(lab, run_id)["status"] == "crashed"
+    assert live.read_status(lab, run_id).status == "crashed"
     assert steps_of(lab, run_id) == list(range(350))
-    assert all(event["step"] < 350 for event in lab.events(run_id))
+    assert all(event.step < 350 for event in lab.events(run_id))
     assert_lab_readable(lab.root)
 
     outcome = execute(lab, run_id, stop=StopFlag(), resume=True)
@@ -601,11 +601,11 @@ def test_sigterm_ends_a_run_with_a_checkpoint_at_its_last_step(lab_dir: Path):
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir, *LONG)
     wait_for_step(lab, run_id, 100)
-    pid = launcher.read_status(lab, run_id)["pid"]
+    pid = live.read_status(lab, run_id).pid
     os.kill(pid, signal.SIGTERM)
     view = wait_until_done(lab, run_id)
-    assert view["status"] == "stopped" and "SIGTERM" in view["reason"], view
-    step = view["step"]
+    assert view.status == "stopped" and "SIGTERM" in view.reason, view
+    step = view.step
     assert (lab.run_dir(run_id) / "checkpoints" / f"step-{step:09d}.pt").is_file()
     assert steps_of(lab, run_id)[-1] == step
 
@@ -614,7 +614,7 @@ def test_stop_reaches_a_suspended_run(lab_dir: Path):
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir, *LONG)
     wait_for_step(lab, run_id, 100)
-    os.kill(launcher.read_status(lab, run_id)["pid"], signal.SIGSTOP)  # as ctrl+z would
+    os.kill(live.read_status(lab, run_id).pid, signal.SIGSTOP)  # as ctrl+z would
     assert grokterm(lab_dir, "stop", run_id).returncode == 0
     view = wait_until_done(lab, run_id)
-    assert view["status"] == "stopped", view
+    assert view.status == "stopped", view

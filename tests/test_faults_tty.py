@@ -26,7 +26,7 @@ from faultkit import (
     write_notes_at_once,
 )
 
-from grokterm import launcher
+from grokterm import live, processes
 from grokterm.lab import Lab
 
 REPO_PRESETS = Path(__file__).resolve().parent.parent / "experiments"
@@ -60,9 +60,9 @@ def launch_from_the_form(term: Terminal, lab: Lab) -> str:
     term.press("n")
     term.wait_for_text("ready to launch")
     term.press(CTRL_L)
-    run_id = wait_for(lambda: lab.exists and lab.list_runs() and lab.list_runs()[0]["id"],
+    run_id = wait_for(lambda: lab.exists and lab.list_runs() and lab.list_runs()[0].id,
                       "the launched run")  # fmt: skip
-    wait_for(lambda: launcher.read_status(lab, run_id).get("step", 0) > 50, "training")
+    wait_for(lambda: (live.read_status(lab, run_id).step or 0) > 50, "training")
     term.wait_for_text(run_id)  # the monitor shows it
     return run_id
 
@@ -73,7 +73,7 @@ def test_a_run_launched_from_the_tui_outlives_it(lab_dir: Path, tty_env, how: st
     term = Terminal(lab_dir, tty_env)
     try:
         run_id = launch_from_the_form(term, lab)
-        pid = launcher.read_status(lab, run_id)["pid"]
+        pid = live.read_status(lab, run_id).pid
         assert os.getsid(pid) != os.getsid(term.pid), "the run shares the TUI's session"
         os.kill(pid, signal.SIGSTOP)  # however fast the machine, it cannot end meanwhile
         if how == "hang-up":
@@ -81,13 +81,13 @@ def test_a_run_launched_from_the_tui_outlives_it(lab_dir: Path, tty_env, how: st
             term.wait_exit()
         else:
             term.kill()
-        assert launcher.pid_alive(pid)
+        assert processes.pid_alive(pid)
         os.kill(pid, signal.SIGCONT)
         view = wait_until_done(lab, run_id)
     finally:
         term.kill()
-    assert view["status"] == "finished", view
-    assert view["step"] == 2500
+    assert view.status == "finished", view
+    assert view.step == 2500
     assert_lab_readable(lab_dir)
 
 
@@ -98,19 +98,19 @@ def test_a_hang_up_stops_a_foreground_run_cleanly_and_it_resumes(lab_dir: Path, 
     term = Terminal(lab_dir, tty_env, "run", "modadd-mlp")
     try:
         term.wait_for_text("Ctrl-C stops it")
-        run_id = lab.list_runs()[0]["id"]
-        wait_for(lambda: launcher.read_status(lab, run_id).get("step", 0) > 100, "training")
+        run_id = lab.list_runs()[0].id
+        wait_for(lambda: (live.read_status(lab, run_id).step or 0) > 100, "training")
         term.hang_up()
         term.wait_exit()
     finally:
         term.kill()
     view = wait_until_done(lab, run_id)
-    assert view["status"] == "stopped" and view["reason"] == "stopped by SIGHUP", view
-    step = view["step"]
+    assert view.status == "stopped" and view.reason == "stopped by SIGHUP", view
+    step = view.step
     assert (lab.run_dir(run_id) / "checkpoints" / f"step-{step:09d}.pt").is_file()
     assert steps_of(lab, run_id) == list(range(step + 1))
     assert grokterm(lab_dir, "resume", run_id).returncode == 0
-    assert wait_until_done(lab, run_id)["status"] == "finished"
+    assert wait_until_done(lab, run_id).status == "finished"
     assert_complete_series(lab, run_id, last=2500)
 
 
@@ -128,7 +128,7 @@ def test_two_tuis_and_several_clis_on_one_lab(lab_dir: Path, tty_env):
         second.wait_for_text(f"Note added to {run_id}")
         written = write_notes_at_once(lab_dir, run_id, 12)
         view = wait_until_done(lab, run_id)
-        assert view["status"] == "finished"
+        assert view.status == "finished"
         for term in (first, second):
             term.wait_for_text("finished")
             assert term.alive(), term.text()

@@ -42,15 +42,15 @@ def test_create_run_allocates_ids_and_directories(lab: Lab) -> None:
     first = lab.create_run("demo", "cpu-demo", {"lr": 1e-3}, ["a"])
     second = lab.create_run("demo", None, {}, [])
 
-    assert (first["id"], first["seq"]) == ("demo-1", 1)
-    assert (second["id"], second["seq"]) == ("demo-2", 2)
-    assert first["status"] == "queued"
-    assert first["step"] == 0 and first["summary"] == {} and first["reason"] is None
-    assert first["started"] is None and first["ended"] is None
+    assert (first.id, first.seq) == ("demo-1", 1)
+    assert (second.id, second.seq) == ("demo-2", 2)
+    assert first.status == "queued"
+    assert first.step == 0 and first.summary == {} and first.reason is None
+    assert first.started is None and first.ended is None
     assert (lab.runs_dir / "demo-1" / "checkpoints").is_dir()
     assert lab.run_dir("demo-2") == lab.runs_dir / "demo-2"
     assert lab.get_run("demo-1") == first
-    assert [run["id"] for run in lab.list_runs()] == ["demo-1", "demo-2"]
+    assert [run.id for run in lab.list_runs()] == ["demo-1", "demo-2"]
 
 
 def test_run_names_are_sanitised() -> None:
@@ -61,21 +61,21 @@ def test_run_names_are_sanitised() -> None:
 
 def test_run_id_skips_a_directory_left_by_a_lost_lab_log(lab: Lab) -> None:
     (lab.runs_dir / "demo-1").mkdir(parents=True)
-    assert lab.create_run("demo", None, {}, [])["id"] == "demo-2"
+    assert lab.create_run("demo", None, {}, []).id == "demo-2"
 
 
 def test_update_run_replaces_fields_wholesale(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     lab.update_run(run_id, summary={"a": 1, "b": 2})
     updated = lab.update_run(run_id, status="running", summary={"c": 3}, step=10)
 
-    assert updated["summary"] == {"c": 3}
-    assert lab.get_run(run_id)["status"] == "running"
-    assert lab.get_run(run_id)["step"] == 10
+    assert updated.summary == {"c": 3}
+    assert lab.get_run(run_id).status == "running"
+    assert lab.get_run(run_id).step == 10
 
 
 def test_update_run_rejects_unknown_runs_and_bad_fields(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     with pytest.raises(RunNotFound):
         lab.update_run("nope-9", status="running")
     with pytest.raises(LabError, match="unknown run status"):
@@ -131,7 +131,7 @@ def test_reads_of_an_existing_lab_create_no_lock_file(lab: Lab) -> None:
 
 
 def test_notes_on_runs_and_on_the_lab(lab: Lab) -> None:
-    run_id = lab.create_run("demo", None, {}, [])["id"]
+    run_id = lab.create_run("demo", None, {}, []).id
     general = lab.add_note("a general note")
     on_run = lab.add_note("memorised", run_id=run_id, step=300)
 
@@ -145,8 +145,8 @@ def test_notes_on_runs_and_on_the_lab(lab: Lab) -> None:
 
 
 def test_events_are_ordered_and_deleted_after_a_step(lab: Lab) -> None:
-    a = lab.create_run("a", None, {}, [])["id"]
-    b = lab.create_run("b", None, {}, [])["id"]
+    a = lab.create_run("a", None, {}, []).id
+    b = lab.create_run("b", None, {}, []).id
 
     def event(step: int, kind: str) -> dict:
         return {"step": step, "kind": kind, "detail": "", "thresholds": {"train_acc": 0.99}}
@@ -155,13 +155,13 @@ def test_events_are_ordered_and_deleted_after_a_step(lab: Lab) -> None:
     lab.add_events(a, [event(100, "t1")])
     lab.add_events(b, [event(50, "t2")])
 
-    ordered = [(e["step"], e["kind"]) for e in lab.events(a)]
+    ordered = [(e.step, e.kind) for e in lab.events(a)]
     assert ordered == [(100, "t2"), (100, "t1"), (500, "t4")]
-    assert all("time" in e and e["run"] == a for e in lab.events(a))
+    assert all(e.time and e.run == a for e in lab.events(a))
     assert len(lab.events()) == 4
 
     assert lab.delete_events(a, after_step=100) == 1
-    assert [e["kind"] for e in lab.events(a)] == ["t2", "t1"]
+    assert [e.kind for e in lab.events(a)] == ["t2", "t1"]
     assert len(lab.events(b)) == 1
     with pytest.raises(LabError, match="lacks"):
         lab.add_events(a, [{"step": 1}])
@@ -312,3 +312,65 @@ def test_empty_lab_log_reads_as_empty(lab: Lab) -> None:
     lab.lablog_path.write_text("")
     assert lab.list_runs() == []
     assert lab.add_note("first")["id"] == 1
+
+
+# -- typed records -----------------------------------------------------------------------
+
+
+def test_a_lab_log_of_an_older_version_loads(lab: Lab) -> None:
+    """Records written before a field existed, or with fields this version does not know,
+    load; unknown fields survive the next write."""
+    old_run = {"id": "old-1", "seq": 1, "name": "old", "status": "finished", "summary": None,
+               "from_the_future": {"x": 1}}  # fmt: skip
+    old_outcome = {"run": "old-1", "step": 900, "kind": "outcome", "thresholds": {},
+                   "detail": "grokking: t4 - t2 = 4200 steps > 1000"}  # fmt: skip
+    lab.root.mkdir()
+    write_json_atomic(
+        lab.lablog_path, {"runs": {"1": old_run}, "events": {"1": old_outcome}, "notes": {}}
+    )
+    record = lab.get_run("old-1")
+    assert (record.status, record.step, record.summary, record.ended) == ("finished", 0, {}, None)
+    assert lab.events("old-1")[0].outcome == "grokking"  # read from the old detail
+    lab.update_run("old-1", step=5)
+    assert lab.get_run("old-1").from_the_future == {"x": 1}
+
+
+def test_an_outcome_is_a_field_not_a_reading_of_its_detail(lab: Lab) -> None:
+    run_id = lab.create_run("demo", None, {}, []).id
+    event = {"step": 9, "kind": "outcome", "detail": "reworded: it grokked late",
+             "thresholds": {}, "outcome": "grokking"}  # fmt: skip
+    lab.add_events(run_id, [event])
+    assert lab.events(run_id)[0].outcome == "grokking"
+    stored = json.loads(lab.lablog_path.read_text())["events"]["1"]
+    assert stored["outcome"] == "grokking"
+
+
+def test_status_sets() -> None:
+    from grokterm.lab.records import ACTIVE, FINAL, RESUMABLE, RunStatus
+
+    assert set(RUN_STATUSES) == set(RunStatus) == ACTIVE | FINAL
+    assert "running" in ACTIVE and "queued" in ACTIVE and not ACTIVE & FINAL
+    assert RESUMABLE == {"stopped", "crashed"} and RESUMABLE <= FINAL
+
+
+def test_the_detectors_extra_event_keys_survive_the_lab_log(lab: Lab) -> None:
+    """An outcome carries its verdict, gap and ratio; an early-loss forecast its m0 and
+    amplitude. The typed Event keeps what it does not name, in the log and as read back."""
+    from grokterm.config import Detector
+    from grokterm.phases import PhaseDetector
+
+    run_id = lab.create_run("demo", None, {}, []).id
+    late = PhaseDetector(Detector())
+    late.marks.update(t2=100, t4=5000)
+    memorized = PhaseDetector(Detector())
+    memorized.marks["t2"] = 100
+    forecast = {"step": 16, "kind": "forecast", "detail": "early loss", "thresholds": {},
+                "forecast_m0": 0.25, "forecast_low_freq_amp": 0.5}  # fmt: skip
+    lab.add_events(run_id, [forecast, late._decide(6000), *memorized.finish(7000)])
+    early, grokked, ended = lab.events(run_id)
+    assert early.model_extra == {"forecast_m0": 0.25, "forecast_low_freq_amp": 0.5}
+    assert (grokked.outcome, grokked.model_extra) == ("grokking", {"gap": 4900, "ratio": 50.0})
+    assert ended.outcome == "memorization"
+    stored = json.loads(lab.lablog_path.read_text())["events"]
+    assert stored["2"]["gap"] == 4900 and stored["1"]["forecast_m0"] == 0.25
+    assert grokked.to_json()["ratio"] == 50.0

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from grokterm import launcher
+from grokterm import launcher, live
 from grokterm.lab import Lab
 from grokterm.lab.stream import loss_column_path, read_column, read_records
 
@@ -42,11 +42,11 @@ def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
     still training when the test stops or kills it. Returns its pid."""
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end:
-        status = launcher.read_status(lab, run_id)
-        if status.get("step", 0) >= step:
-            os.kill(status["pid"], signal.SIGSTOP)
-            assert launcher.read_status(lab, run_id)["status"] == "running", "it ended"
-            return status["pid"]
+        status = live.read_status(lab, run_id)
+        if (status.step or 0) >= step:
+            os.kill(status.pid, signal.SIGSTOP)
+            assert live.read_status(lab, run_id).status == "running", "it ended"
+            return status.pid
         time.sleep(0.1)
     raise AssertionError(f"{run_id} did not reach step {step}")
 
@@ -91,16 +91,16 @@ def test_stopped_run_resumes_bit_identically(tmp_path, reference):
     pause_at_step(lab, run_id, 450)
     grokterm(tmp_path, "stop", run_id)  # stop wakes it (SIGCONT) to checkpoint and end
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
-    assert view["status"] == "stopped"
-    stopped_at = view["step"]
+    assert view.status == "stopped"
+    stopped_at = view.step
     assert 450 <= stopped_at < 1500
 
     assert "resuming" in grokterm(tmp_path, "resume", run_id).stdout
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
-    assert view["status"] == "finished", view
+    assert view.status == "finished", view
     assert_complete_series(lab, run_id)
     assert_same(final_weights(lab, run_id), reference)
-    kinds = [event["kind"] for event in lab.events(run_id)]
+    kinds = [event.kind for event in lab.events(run_id)]
     assert len(kinds) == len(set(kinds)), "events were duplicated by the resume"
 
 
@@ -111,12 +111,12 @@ def test_killed_run_shows_crashed_then_resumes_bit_identically(tmp_path, referen
     pid = pause_at_step(lab, run_id, 350)
     os.kill(pid, signal.SIGKILL)
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
-    assert view["status"] == "crashed"
-    assert view["step"] >= 350
+    assert view.status == "crashed"
+    assert view.step >= 350
 
     launcher.resume(lab, run_id)
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
-    assert view["status"] == "finished", view
+    assert view.status == "finished", view
     assert_complete_series(lab, run_id)
     assert_same(final_weights(lab, run_id), reference)
 

@@ -79,13 +79,13 @@ def test_soak_kills_resumes_and_concurrent_notes(tmp_path: Path):
         for proc in writers:
             assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
         for run_id in runs:
-            assert wait_until_done(lab, run_id)["status"] == "finished", run_id
+            assert wait_until_done(lab, run_id).status == "finished", run_id
     finally:
         kill_if_running(lab)
 
     for run_id in runs:
         assert_complete_series(lab, run_id)
-        kinds = [event["kind"] for event in lab.events(run_id)]
+        kinds = [event.kind for event in lab.events(run_id)]
         assert len(kinds) == len(set(kinds)), (run_id, kinds)
     reference = final_weights(lab, runs[2])  # never interrupted; same config and seed
     for run_id in runs[:2]:

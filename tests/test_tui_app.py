@@ -25,7 +25,7 @@ from textual.command import CommandList, CommandPalette
 from textual.notifications import Notify
 from textual.widgets import DataTable, Input, Static
 
-from grokterm import launcher
+from grokterm import launcher, live, processes
 from grokterm.lab import Lab, MetricStream, write_json_atomic
 from grokterm.presets import load_experiment
 from grokterm.tui.app import GrokApp
@@ -143,7 +143,7 @@ def process_state(pid: int) -> str | None:
 
 @pytest.fixture
 def quiet_torch(monkeypatch):
-    """One torch thread per run: tests share two cores (start_detached copies os.environ)."""
+    """One torch thread per run: tests share two cores (the local backend copies os.environ)."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("MKL_NUM_THREADS", "1")
 
@@ -332,7 +332,7 @@ async def test_reopening_a_monitor_still_draws_its_charts(tmp_path):
     monitor of the run finds no *new* records; it must still draw the ones already read.
     A run without events or notes (stopped early, diverged) shows it plainly."""
     lab = Lab(tmp_path / "lab")
-    run_id = lab.create_run("plain", None, {"schedule": {"steps": 100}}, [])["id"]
+    run_id = lab.create_run("plain", None, {"schedule": {"steps": 100}}, []).id
     with MetricStream(lab.run_dir(run_id) / "metrics.jsonl") as stream:
         for step in range(0, 101, 10):
             stream.append({"step": step, "loss": 1 / (1 + step), "train_acc": step / 100,
@@ -431,7 +431,7 @@ async def test_stop_on_a_finished_run_is_an_error_notice_not_a_crash(tui_lab):
         assert any("not running" in text for text in notices(messages, "error"))
         assert isinstance(app.screen, MonitorScreen)
         record = lab.get_run(run_id)
-        assert record["status"] == "finished" and not record.get("stop_requested")
+        assert record.status == "finished" and not record.stop_requested
         await pilot.press("r")  # resume of a finished run: also just an error notice
         await wait_for(pilot, lambda: len(notices(messages, "error")) == 2, "a second error")
         assert isinstance(app.screen, MonitorScreen)
@@ -529,10 +529,10 @@ def write_running_status(lab: Lab, run_id: str, pid: int, heartbeat: float) -> N
 async def test_a_stale_heartbeat_with_a_dead_pid_shows_crashed(tmp_path, idle_process):
     lab = Lab(tmp_path / "lab")
     stale = time.time() - 3600
-    gone = lab.create_run("gone", None, {"schedule": {"steps": 6000}}, [])["id"]
+    gone = lab.create_run("gone", None, {"schedule": {"steps": 6000}}, []).id
     write_running_status(lab, gone, dead_pid(), stale)
     # a stale heartbeat alone is not a crash while the process lives (e.g. a long probe)
-    slow = lab.create_run("slow", None, {"schedule": {"steps": 6000}}, [])["id"]
+    slow = lab.create_run("slow", None, {"schedule": {"steps": 6000}}, []).id
     write_running_status(lab, slow, idle_process.pid, stale)
     app = GrokApp(lab)
     async with app.run_test(size=SIZE) as pilot:
@@ -563,7 +563,8 @@ async def test_a_run_started_here_and_killed_shows_crashed(tmp_path, quiet_torch
     app = GrokApp(lab)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 1)
-        pid = launcher.start_detached(lab, run_id)
+        launcher.start(lab, run_id)
+        pid = lab.get_run(run_id).pid
         os.kill(pid, signal.SIGKILL)
         try:
             await wait_for(pilot, lambda: process_state(pid) in ("Z", None), "the kill")
@@ -585,7 +586,7 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 1)
         assert cells(app, run_id)["status"] == "queued"
-        launcher.start_detached(lab, run_id)  # what the launch form does
+        launcher.start(lab, run_id)  # what the launch form does
         screen = await open_monitor(pilot, run_id)
         by_id = charts(app)
         status = screen.query_one("#monitor-status", Static)
@@ -597,8 +598,8 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
         await wait_for(pilot, lambda: screen.tail.series.last_step == 300, "the last record")
         assert by_id["chart-accuracy"].curves and by_id["chart-loss"].curves
         assert "300/300" in text_of(status)
-        events = {event["kind"]: event for event in lab.events(run_id)}
-        assert re.search(rf"\b{events['t2']['step']}\s+t2\b", side_text(app))
+        events = {event.kind: event for event in lab.events(run_id)}
+        assert re.search(rf"\b{events['t2'].step}\s+t2\b", side_text(app))
 
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
@@ -606,10 +607,10 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
             pilot, lambda: cells(app, run_id)["status"] == "finished", "finished in the table"
         )
         row = cells(app, run_id)
-        assert row["step"] == "300/300" and row["t2"] == str(events["t2"]["step"])
+        assert row["step"] == "300/300" and row["t2"] == str(events["t2"].step)
         assert row["outcome"] in ("grokking", "comprehension", "memorization")
     view = launcher.wait_until_done(lab, run_id, timeout=RUN_DEADLINE)
-    assert view["status"] == "finished"
+    assert view.status == "finished"
 
 
 @pytest.mark.slow
@@ -621,7 +622,8 @@ async def test_closing_the_app_leaves_a_detached_run_running(tmp_path, quiet_tor
         app = GrokApp(lab)
         async with app.run_test(size=SIZE) as pilot:
             await started(pilot, 1)
-            pid = launcher.start_detached(lab, run_id)
+            launcher.start(lab, run_id)
+            pid = lab.get_run(run_id).pid
             await wait_for(
                 pilot,
                 lambda: cells(app, run_id)["status"] == "running",
@@ -631,13 +633,13 @@ async def test_closing_the_app_leaves_a_detached_run_running(tmp_path, quiet_tor
             await pilot.press("q")
         assert app.return_code == 0 or app.return_code is None
         time.sleep(1.0)  # a closed TUI must not take the run down with it
-        assert launcher.pid_alive(pid) and process_state(pid) not in ("Z", None)
+        assert processes.pid_alive(pid) and process_state(pid) not in ("Z", None)
         assert os.getsid(pid) != os.getsid(0)  # its own session: no SIGHUP from our terminal
         status = json.loads((lab.run_dir(run_id) / "status.json").read_text())
         assert status["status"] == "running" and status["pid"] == pid
         launcher.stop(lab, run_id)
         view = launcher.wait_until_done(lab, run_id, timeout=RUN_DEADLINE)
-        assert view["status"] == "stopped"
+        assert view.status == "stopped"
     finally:
         if pid and process_state(pid) not in ("Z", None):
             os.kill(pid, signal.SIGKILL)
@@ -682,16 +684,16 @@ async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch
     app = GrokApp(lab)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 1)
-        launcher.start_detached(lab, run_id)
+        launcher.start(lab, run_id)
         await wait_for(
             pilot,
-            lambda: launcher.read_status(lab, run_id).get("step", 0) > 200,
+            lambda: (live.read_status(lab, run_id).step or 0) > 200,
             "training",
             timeout=RUN_DEADLINE,
         )
         # Paused (as ctrl+z would) so that a fast machine cannot finish before s: stop
         # wakes it with SIGCONT.
-        os.kill(launcher.read_status(lab, run_id)["pid"], signal.SIGSTOP)
+        os.kill(live.read_status(lab, run_id).pid, signal.SIGSTOP)
         await select(pilot, run_id)
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm), "the confirmation")
@@ -699,10 +701,10 @@ async def test_s_stops_and_r_resumes_a_real_run_to_its_end(tmp_path, quiet_torch
         await wait_for(pilot, lambda: cells(app, run_id)["status"] == "stopped", "stopped")
         await wait_for(
             pilot,
-            lambda: not launcher.status_pid_alive(launcher.read_status(lab, run_id)),
+            lambda: not live.is_alive(lab.get_run(run_id), live.read_status(lab, run_id)),
             "the stopped run's process to exit",
         )
-        stopped_at = lab.get_run(run_id)["step"]
+        stopped_at = lab.get_run(run_id).step
         assert 200 < stopped_at < 3000
         await pilot.press("r")
         await wait_for(
@@ -760,7 +762,7 @@ def test_lab_state_changes_add_up_until_taken_and_a_busy_refresh_is_skipped(tui_
         lab.update_run(ids["memo"], tags=["z"])
         assert not state.refresh()
     assert state.snapshot is snapshot
-    assert state.refresh() and state.view(ids["memo"])["tags"] == ["z"]
+    assert state.refresh() and state.view(ids["memo"]).tags == ["z"]
 
 
 async def test_the_monitor_header_says_what_the_run_trains_on(tui_lab):

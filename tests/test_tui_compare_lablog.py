@@ -53,8 +53,8 @@ def two_runs(tmp_path_factory) -> tuple[Path, str, str]:
         out, _ = proc.communicate(timeout=WAIT)
         assert proc.returncode == 0, out
     runs = Lab(lab_path).list_runs()
-    assert [run["status"] for run in runs] == ["finished", "finished"]
-    by_lr = {run["config"]["optim"]["lr"]: run["id"] for run in runs}
+    assert [run.status for run in runs] == ["finished", "finished"]
+    by_lr = {run.config["optim"]["lr"]: run.id for run in runs}
     return lab_path, by_lr[1e-3], by_lr[3e-3]
 
 
@@ -117,7 +117,7 @@ async def test_compare_shows_both_runs_the_config_diff_and_phase_timings(two_run
         phases = screen.query_one("#compare-phases", DataTable)
         assert column_labels(phases)[1:] == [slow, fast]
         for run_id in (slow, fast):
-            t2 = lab.get_run(run_id)["summary"]["t2"]
+            t2 = lab.get_run(run_id).summary["t2"]
             assert t2 is not None
             assert phases.get_cell("t2", run_id) == str(t2)
             assert cell_text(phases.get_cell("status", run_id)) == "finished"

@@ -327,7 +327,7 @@ async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
 ) -> None:
     """ctrl+l pressed while the model section is still being rebuilt for a new kind must
     launch what the select shows, not the fields of the kind before."""
-    monkeypatch.setattr(launcher, "start_detached", lambda lab, run_id: 0)  # no process
+    monkeypatch.setattr(launcher, "start", lambda lab, run_id, resume=False: None)  # no process
     lab = Lab(tmp_path / "lab")
     app = LaunchApp(lab)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -337,7 +337,7 @@ async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
         assert form_of(app).rebuilding  # the section has not caught up yet
         await screen.action_launch()
         await wait_for(pilot, lambda: app.opened, "the launch")
-        assert lab.get_run(app.opened[0])["config"]["model"]["kind"] == "transformer"
+        assert lab.get_run(app.opened[0]).config["model"]["kind"] == "transformer"
 
 
 async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
@@ -438,13 +438,13 @@ async def test_launch_a_short_real_run(tmp_path: Path) -> None:
         run_id = app.opened[0]
         assert ("information", f"Launched run {run_id}") in app.notes
         record = lab.get_run(run_id)
-        assert record["preset"] == "modadd-mlp"
-        assert record["config"]["schedule"]["steps"] == 50
-        assert record["config"]["task"]["p"] == 23
+        assert record.preset == "modadd-mlp"
+        assert record.config["schedule"]["steps"] == 50
+        assert record.config["task"]["p"] == 23
     view = launcher.wait_until_done(lab, run_id, timeout=300)
     log = launcher.run_log(lab, run_id)
-    assert view["status"] == "finished", log.read_text() if log.exists() else view
-    assert lab.get_run(run_id)["step"] == 50
+    assert view.status == "finished", log.read_text() if log.exists() else view
+    assert lab.get_run(run_id).step == 50
 
 
 async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
@@ -459,7 +459,7 @@ async def test_launch_errors_become_notifications(tmp_path: Path) -> None:
         assert app.opened == []
         assert isinstance(app.screen, LaunchScreen) and not app.screen.launching
         errors = [text for severity, text in app.notes if severity == "error"]
-        assert errors and errors[-1].startswith("Run not created: ")
+        assert errors and errors[-1].startswith("Run not launched: ")
         await pilot.pause(0.2)  # the toast renders (markup off: '[Errno 20]' is kept as is)
 
 

@@ -342,7 +342,7 @@ def test_run_tail_reads_the_column_only_when_asked_and_follows_a_resume(tmp_path
     from grokterm.tui.state import LabState
 
     lab = Lab(tmp_path / "lab")
-    run_id = lab.create_run("plain", None, {"schedule": {"steps": 100}}, [])["id"]
+    run_id = lab.create_run("plain", None, {"schedule": {"steps": 100}}, []).id
     stream = lab.run_dir(run_id) / "metrics.jsonl"
     with MetricStream(stream) as writer:
         for step in range(1, 101):

@@ -26,8 +26,9 @@ import filelock
 from grokterm.config import Experiment
 from grokterm.engine.stopping import StopFlag, install_stop_handlers
 from grokterm.lab import Lab, LabError, MetricStream, write_json_atomic
-from grokterm.launcher import process_start_ticks
+from grokterm.lab.records import ENDED_CLEANLY, RunStatus, StatusFile
 from grokterm.presets import build_experiment, read_toml
+from grokterm.processes import process_start_ticks
 
 EventHook = Callable[[dict[str, Any]], None]
 BeatHook = Callable[[int, dict[str, Any]], None]
@@ -65,21 +66,19 @@ class LabRecorder:
         self.last_step = 0
         self.reserve = self.run_dir / ".space-reserve"
 
-    def write_status(self, status: str, step: int, extra: dict[str, Any] | None = None) -> None:
-        write_json_atomic(
-            self.run_dir / "status.json",
-            {
-                "status": status,
-                "pid": os.getpid(),
-                "pid_started": self.pid_started,
-                "host": self.host,
-                "device": self.device,
-                "heartbeat": time.time(),
-                "step": step,
-                "total": self.total,
-                **(extra or {}),
-            },
+    def write_status(self, status: str, step: int, **extra: Any) -> None:
+        beat = StatusFile(
+            status=status,
+            pid=os.getpid(),
+            pid_started=self.pid_started,
+            host=self.host,
+            device=self.device,
+            heartbeat=time.time(),
+            step=step,
+            total=self.total,
+            **extra,
         )
+        write_json_atomic(self.run_dir / "status.json", beat.to_json())
 
     def started(self, device: str, start_step: int, data: dict[str, Any]) -> None:
         self._set_aside_space()
@@ -87,7 +86,7 @@ class LabRecorder:
         self.device = device
         self.lab.update_run(
             self.run_id,
-            status="running",
+            status=RunStatus.RUNNING,
             started=now_iso(),
             ended=None,
             reason=None,
@@ -96,7 +95,7 @@ class LabRecorder:
             pid=os.getpid(),
             host=self.host,
         )
-        self.write_status("running", start_step)
+        self.write_status(RunStatus.RUNNING, start_step)
 
     def record(self, record: dict[str, Any]) -> None:
         self.last_step = record["step"]
@@ -118,7 +117,7 @@ class LabRecorder:
 
     def heartbeat(self, step: int, probe: dict[str, Any]) -> None:
         latest = {k: probe[k] for k in ("loss", "train_acc", "test_acc") if k in probe}
-        self.write_status("running", step, {"latest": latest})
+        self.write_status(RunStatus.RUNNING, step, latest=latest)
         if self.on_beat:
             self.on_beat(step, probe)
 
@@ -128,7 +127,7 @@ class LabRecorder:
         run.log.
 
         status.json is written first and is the truth from then on: every reader
-        (launcher.live_view) takes a final status from it, so nobody sees the run end in
+        (live.live_view) takes a final status from it, so nobody sees the run end in
         one record and still running in the other, and it carries the end if the lab log
         cannot."""
         self.give_back_space()
@@ -140,7 +139,7 @@ class LabRecorder:
                 warn(f"the last metric records were lost: {describe_failure(exc)}")
         ended = now_iso()
         try:
-            self.write_status(status, step, {"reason": reason, "ended": ended, "summary": summary})
+            self.write_status(status, step, reason=reason, ended=ended, summary=summary)
         except (LabError, OSError) as exc:
             warn(f"status.json could not be written: {describe_failure(exc)}")
         try:
@@ -234,7 +233,7 @@ def rewind_to_checkpoint(lab: Lab, run_id: str, session):
     detector, replayed = replay(records, session.exp.detector)
     # Events the crashed process could not write (a failing lab log) come back from the
     # replay; those already recorded are not repeated.
-    recorded = {(event["step"], event["kind"]) for event in lab.events(run_id)}
+    recorded = {(event.step, event.kind) for event in lab.events(run_id)}
     lab.add_events(run_id, [e for e in replayed if (e["step"], e["kind"]) not in recorded])
     return detector
 
@@ -296,7 +295,7 @@ def _train(lab, run_id, on_event, on_beat, stop, resume):
         experiment = load_run_experiment(lab, run_id)
     except Exception as exc:
         with suppress(LabError, OSError):
-            lab.update_run(run_id, status="crashed", reason=str(exc), ended=now_iso())
+            lab.update_run(run_id, status=RunStatus.CRASHED, reason=str(exc), ended=now_iso())
         raise UserError(str(exc)) from None
     recorder = LabRecorder(lab, run_id, experiment, on_event, on_beat)
     session = None
@@ -309,7 +308,7 @@ def _train(lab, run_id, on_event, on_beat, stop, resume):
             session, recorder, lab.run_dir(run_id) / "checkpoints", stop, detector
         )
     except (DataError, loop.DeviceError) as exc:
-        recorder.finished("crashed", recorder.last_step, {}, str(exc))
+        recorder.finished(RunStatus.CRASHED, recorder.last_step, {}, str(exc))
         raise UserError(str(exc)) from None
     except BaseException as exc:
         reason = describe_failure(exc, recorder.last_step if recorder.stream else None)
@@ -318,7 +317,7 @@ def _train(lab, run_id, on_event, on_beat, stop, resume):
             log.write(traceback.format_exc())
         if isinstance(exc, LabError) and session is not None:
             keep_work_done(session, recorder, lab.run_dir(run_id) / "checkpoints")
-        recorder.finished("crashed", recorder.last_step, {}, reason)
+        recorder.finished(RunStatus.CRASHED, recorder.last_step, {}, reason)
         raise UserError(f"crashed: {reason} (traceback in run.log)") from None
 
 
@@ -347,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BaseException:
         return 1
-    return 0 if outcome.status in ("finished", "stopped") else 1
+    return 0 if outcome.status in ENDED_CLEANLY else 1
 
 
 if __name__ == "__main__":

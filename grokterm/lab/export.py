@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from grokterm.lab.records import PHASE_MARKS, Event
 from grokterm.lab.store import Lab, LabError, data_text, write_bytes_atomic
 from grokterm.lab.stream import read_metrics, read_records, series
 from grokterm.lab.ww_results import (
@@ -26,7 +27,6 @@ from grokterm.lab.ww_results import (
 )
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
-PHASE_KINDS = ("t1", "t2", "t3", "t4")
 
 
 def escape_markdown(text: str) -> str:
@@ -52,16 +52,6 @@ def table(header: list[str], rows: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 # --- charts ------------------------------------------------------------------------------
 
 
@@ -69,7 +59,7 @@ def save_chart(
     path: Path,
     title: str,
     curves: list[tuple[str, list, list, dict]],
-    events: list[dict],
+    events: list[Event],
     ylog: bool,
     x_label: str = "step",
 ) -> bool:
@@ -90,12 +80,12 @@ def save_chart(
             if points:
                 ax.plot(*zip(*points, strict=True), label=label, **style)
         for event in events:
-            if event["kind"] in PHASE_KINDS and event["step"] > 0:
-                ax.axvline(event["step"], color="grey", lw=0.8, ls=":")
+            if event.kind in PHASE_MARKS and event.step > 0:
+                ax.axvline(event.step, color="grey", lw=0.8, ls=":")
                 ax.text(
-                    event["step"],
+                    event.step,
                     1.0,
-                    event["kind"],
+                    event.kind,
                     transform=ax.get_xaxis_transform(),
                     fontsize=8,
                     ha="center",
@@ -123,7 +113,7 @@ def _positive(xs: list) -> bool:
     return any(x > 0 for x in xs)
 
 
-def run_charts(columns: dict, events: list[dict], base: Path, run_id: str) -> dict[str, Path]:
+def run_charts(columns: dict, events: list[Event], base: Path, run_id: str) -> dict[str, Path]:
     def curve(name: str, label: str, **style) -> tuple[str, list, list, dict]:
         xs, ys = series(columns, name)
         return label, xs, ys, style
@@ -177,27 +167,25 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
     events, notes = lab.events(run_id), lab.notes(run_id)
     columns = read_metrics(lab.run_dir(run_id) / "metrics.jsonl")
     charts = run_charts(columns, events, target, run_id)
-    summary = record.get("summary") or {}
+    summary = record.summary
     parts = [f"## {escape_markdown(run_id)}", ""]
     overview = [
-        ["status", record.get("status")],
-        ["preset", record.get("preset")],
+        ["status", record.status],
+        ["preset", record.preset],
         ["outcome", summary.get("phase")],
-        ["steps", record.get("step")],
-        ["created", record.get("created")],
+        ["steps", record.step],
+        ["created", record.created],
         ["device", summary.get("device")],
-        ["data", data_text(record["data"]) if record.get("data") else None],
-        ["tags", record.get("tags")],
+        ["data", data_text(record.data) if record.data else None],
+        ["tags", record.tags],
     ]
-    if record.get("reason"):
-        overview.append(["reason", record["reason"]])
+    if record.reason:
+        overview.append(["reason", record.reason])
     parts += [table(["run", escape_markdown(run_id)], overview), ""]
     parts += ["### Phase timeline", ""]
     if events:
         parts.append(
-            table(
-                ["step", "event", "detail"], [[e["step"], e["kind"], e["detail"]] for e in events]
-            )
+            table(["step", "event", "detail"], [[e.step, e.kind, e.detail] for e in events])
         )
     else:
         parts.append("No phase events were detected.")
@@ -215,7 +203,7 @@ def run_section(lab: Lab, run_id: str, target: Path) -> tuple[str, list[Path]]:
         parts += [f"![{kind}]({quote(path.name)})" for kind, path in charts.items()]
     ww_parts, ww_images = weightwatcher_section(lab, run_id, target)
     parts += ww_parts
-    config_rows = [[k, v] for k, v in flatten(record.get("config") or {}).items()]
+    config_rows = [[k, v] for k, v in record.flat_config().items()]
     parts += ["", "### Config", "", table(["field", "value"], config_rows), ""]
     return "\n".join(parts), [*charts.values(), *ww_images]
 

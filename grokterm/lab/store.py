@@ -25,8 +25,9 @@ from tinydb.storages import Storage
 from tinydb.table import Document
 
 from grokterm.errors import GrokError
+from grokterm.lab.records import Event, RunRecord, RunStatus
 
-RUN_STATUSES = ("queued", "running", "finished", "stopped", "crashed", "diverged")
+RUN_STATUSES = tuple(status.value for status in RunStatus)
 NOTE_MAX_CHARS = 10_000
 # Tables whose rows are never deleted: a write that would leave fewer of them than the
 # file held is refused (it can only come from a bug or a stale read).
@@ -263,6 +264,10 @@ def _plain(doc: Document) -> dict[str, Any]:
     return dict(doc)
 
 
+def _run(doc: Document) -> RunRecord:
+    return RunRecord.model_validate(dict(doc))
+
+
 def _by_id(run_id: str):
     return Query().id == run_id
 
@@ -341,9 +346,7 @@ class Lab:
 
     # -- runs --------------------------------------------------------------------------
 
-    def create_run(
-        self, name: str, preset: str | None, config: dict, tags: list[str]
-    ) -> dict[str, Any]:
+    def create_run(self, name: str, preset: str | None, config: dict, tags: list[str]) -> RunRecord:
         """Register a queued run, allocate its id and create its directories."""
         clean = sanitize_name(name)
         with self._writing() as db:
@@ -352,26 +355,20 @@ class Lab:
             # A directory may survive a lost or replaced lab log: never reuse it.
             while (self.runs_dir / f"{clean}-{seq}").exists():
                 seq += 1
-            run = {
-                "id": f"{clean}-{seq}",
-                "seq": seq,
-                "name": name,
-                "preset": preset,
-                "config": config,
-                "tags": list(tags),
-                "status": "queued",
-                "created": now_iso(),
-                "started": None,
-                "ended": None,
-                "step": 0,
-                "summary": {},
-                "reason": None,
-            }
-            (self.runs_dir / run["id"] / "checkpoints").mkdir(parents=True)
-            runs.insert(run)
+            run = RunRecord(
+                id=f"{clean}-{seq}",
+                seq=seq,
+                name=name,
+                preset=preset,
+                config=config,
+                tags=list(tags),
+                created=now_iso(),
+            )
+            (self.runs_dir / run.id / "checkpoints").mkdir(parents=True)
+            runs.insert(run.to_json())
         return run
 
-    def update_run(self, run_id: str, **fields: Any) -> dict[str, Any]:
+    def update_run(self, run_id: str, **fields: Any) -> RunRecord:
         """Replace the given top-level fields of a run; returns the updated run."""
         _check_run_fields(fields)
         if not self.lablog_path.exists():
@@ -380,22 +377,21 @@ class Lab:
             runs = db.table("runs")
             if not runs.update(fields, _by_id(run_id)):
                 raise self._not_found(run_id)
-            return _plain(runs.get(_by_id(run_id)))
+            return _run(runs.get(_by_id(run_id)))
 
-    def restore_run(self, record: dict[str, Any]) -> None:
+    def restore_run(self, record: RunRecord) -> None:
         """Put back the record of a run whose directory outlived its entry in the log."""
-        if self.run_dir(record["id"]) != self.runs_dir / record["id"]:
-            raise LabError(f"'{record['id']}' is not a valid run id")
-        _check_run_fields({k: v for k, v in record.items() if k not in _FROZEN_RUN_FIELDS})
+        if self.run_dir(record.id) != self.runs_dir / record.id:
+            raise LabError(f"'{record.id}' is not a valid run id")
         with self._writing() as db:
             runs = db.table("runs")
-            if runs.contains(_by_id(record["id"])):
-                raise LabError(f"run {record['id']} is already in the lab log")
-            runs.insert(record)
+            if runs.contains(_by_id(record.id)):
+                raise LabError(f"run {record.id} is already in the lab log")
+            runs.insert(record.to_json())
 
     def update_run_if(
-        self, run_id: str, refusal: Callable[[dict[str, Any]], str | None], **fields: Any
-    ) -> dict[str, Any]:
+        self, run_id: str, refusal: Callable[[RunRecord], str | None], **fields: Any
+    ) -> RunRecord:
         """Update the run only if ``refusal(record)``, called under the lab's lock, returns
         None; otherwise raise its text as a LabError. Two processes can never both pass."""
         _check_run_fields(fields)
@@ -406,30 +402,30 @@ class Lab:
             row = runs.get(_by_id(run_id))
             if row is None:
                 raise self._not_found(run_id)
-            problem = refusal(_plain(row))
+            problem = refusal(_run(row))
             if problem:
                 raise LabError(problem)
             runs.update(fields, _by_id(run_id))
-            return _plain(runs.get(_by_id(run_id)))
+            return _run(runs.get(_by_id(run_id)))
 
-    def get_run(self, run_id: str) -> dict[str, Any]:
+    def get_run(self, run_id: str) -> RunRecord:
         with self._reading() as db:
             row = None if db is None else db.table("runs").get(_by_id(run_id))
         if row is None:
             raise self._not_found(run_id)
-        return _plain(row)
+        return _run(row)
 
-    def list_runs(self) -> list[dict[str, Any]]:
-        return sorted((_plain(r) for r in self._table_rows("runs")), key=lambda r: r["seq"])
+    def list_runs(self) -> list[RunRecord]:
+        return sorted((_run(row) for row in self._table_rows("runs")), key=lambda r: r.seq)
 
     def resolve(self, ref: str) -> str:
         """Turn a user's reference (id, sequence number or id prefix) into a run id."""
         runs = self.list_runs()
-        ids = [run["id"] for run in runs]
+        ids = [run.id for run in runs]
         if ref in ids:
             return ref
         if ref.isdigit():
-            by_seq = [run["id"] for run in runs if run["seq"] == int(ref)]
+            by_seq = [run.id for run in runs if run.seq == int(ref)]
             if by_seq:
                 return by_seq[0]
         matches = [run_id for run_id in ids if run_id.startswith(ref)] if ref else []
@@ -527,17 +523,16 @@ class Lab:
         if not self.lablog_path.exists():
             raise self._not_found(run_id)
         time = now_iso()
+        rows = [Event.model_validate({**e, "run": run_id, "time": time}).to_json() for e in events]
         with self._writing() as db:
             self._require_run(db, run_id)
-            db.table("events").insert_multiple(
-                {**event, "run": run_id, "time": time} for event in events
-            )
+            db.table("events").insert_multiple(rows)
 
-    def events(self, run_id: str | None = None) -> list[dict[str, Any]]:
+    def events(self, run_id: str | None = None) -> list[Event]:
         """Events ordered by step, then by the order they were recorded."""
         rows = [row for row in self._table_rows("events") if run_id is None or row["run"] == run_id]
         rows.sort(key=lambda row: (row["step"], row.doc_id))
-        return [_plain(row) for row in rows]
+        return [Event.model_validate(dict(row)) for row in rows]
 
     def delete_events(self, run_id: str, after_step: int) -> int:
         """Remove a run's events past ``after_step`` (a resume discards them)."""
@@ -547,7 +542,6 @@ class Lab:
         with self._writing() as db:
             removed = db.table("events").remove((event.run == run_id) & (event.step > after_step))
         return len(removed)
-
 
     # -- repair ------------------------------------------------------------------------
 

@@ -17,9 +17,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
-from grokterm import launcher
+from grokterm import launcher, live
 from grokterm.errors import GrokError
 from grokterm.lab import Lab, LabError
+from grokterm.lab.records import ACTIVE
 from grokterm.lab.store import NOTE_MAX_CHARS
 from grokterm.tui import messages
 from grokterm.tui.screens.base import GrokScreen
@@ -158,8 +159,9 @@ class GrokApp(App):
 
     def on_stop_run(self, message: messages.StopRun) -> None:
         run_id = message.run_id
-        status = (self.state.view(run_id) or {}).get("status", "not in the lab")
-        if status not in ("queued", "running"):
+        view = self.state.view(run_id)
+        status = view.status if view is not None else "not in the lab"
+        if status not in ACTIVE:
             self.notify(f"{run_id} is not running (status {status})", severity="error")
             return
 
@@ -180,8 +182,7 @@ class GrokApp(App):
     @work(thread=True, exit_on_error=False, group="lab-write", name="resume")
     def resume_run(self, run_id: str) -> None:
         """Off the UI thread: a run that has just ended is given a moment to exit first."""
-        restart = not launcher.has_checkpoint(self.lab, run_id)
-        launcher.resume(self.lab, run_id)
+        restart = launcher.resume(self.lab, run_id)
         if restart:
             message = f"Restarting {run_id} from step 0: it has no checkpoint"
         else:
@@ -204,7 +205,7 @@ class GrokApp(App):
     def write_export(self, run_ids: list[str], target: Path) -> None:
         from grokterm.lab.export import export_runs
 
-        launcher.record_ended_runs(self.lab)  # a killed run is exported as crashed
+        live.record_ended_runs(self.lab)  # a killed run is exported as crashed
         written = export_runs(self.lab, run_ids, target)
         message = f"Exported to {written[0]} with {len(written) - 1} chart(s)"
         self.call_from_thread(self.notify, message)

@@ -1,7 +1,7 @@
 """What the TUI knows about the lab: one snapshot of its runs, events and notes, refreshed
 by one poller, and the metric streams that screens watch, tailed incrementally.
 
-Everything here goes through the lab-log module and the launcher; no torch, no Textual.
+Everything here goes through the lab-log module and the live views; no torch, no Textual.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from grokterm import launcher
+from grokterm import live
 from grokterm.lab import Lab
+from grokterm.lab.records import ACTIVE, Event, RunRecord, RunView
 from grokterm.lab.stream import COLUMN_METRIC, ColumnTail, StreamTail, loss_column_path
 from grokterm.tui.series import RunSeries
 
-ACTIVE = ("queued", "running")  # a run record whose view also depends on status.json
 NEVER_READ = ("never read",)  # a lab-log signature no file has
 
 
@@ -105,22 +105,22 @@ class LabChange:
 class Snapshot:
     """The lab as last read: replaced whole, never changed, so any thread may read it."""
 
-    views: dict[str, dict[str, Any]] = field(default_factory=dict)  # in the lab's order
-    events: list[dict[str, Any]] = field(default_factory=list)
+    views: dict[str, RunView] = field(default_factory=dict)  # in the lab's order
+    events: list[Event] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
     loaded: bool = False  # False until the first read: no runs yet is not "no runs"
 
-    def events_of(self, run_id: str) -> list[dict[str, Any]]:
-        return [event for event in self.events if event["run"] == run_id]
+    def events_of(self, run_id: str) -> list[Event]:
+        return [event for event in self.events if event.run == run_id]
 
     def notes_of(self, run_id: str) -> list[dict[str, Any]]:
         return [note for note in self.notes if note.get("run") == run_id]
 
 
-def with_marks(view: dict[str, Any], marks: dict[str, Any] | None) -> dict[str, Any]:
-    """A running run's phase marks so far come from its events (as launcher.live_views)."""
+def with_marks(view: RunView, marks: dict[str, Any] | None) -> RunView:
+    """A running run's phase marks so far come from its events (as live.live_views)."""
     if marks:
-        view["summary"] = {**(view.get("summary") or {}), **marks}
+        view.summary = {**view.summary, **marks}
     return view
 
 
@@ -131,7 +131,7 @@ class LabState:
     def __init__(self, lab: Lab):
         self.lab = lab
         self.snapshot = Snapshot()
-        self._records: dict[str, dict[str, Any]] = {}
+        self._records: dict[str, RunRecord] = {}
         self._marks: dict[str, dict[str, Any]] = {}
         self._signature: tuple = NEVER_READ
         self._tails: dict[str, RunTail] = {}
@@ -168,9 +168,9 @@ class LabState:
         old, events, notes = self.snapshot.views, self.snapshot.events, self.snapshot.notes
         records, marks = self._records, self._marks
         if log_read:
-            records = {record["id"]: record for record in self.lab.list_runs()}
+            records = {record.id: record for record in self.lab.list_runs()}
             events, notes = self.lab.events(), self.lab.notes()
-            marks = launcher.phase_marks(events)
+            marks = live.phase_marks(events)
         views = {
             run_id: self._view(record, marks.get(run_id), log_read)
             for run_id, record in records.items()
@@ -185,15 +185,15 @@ class LabState:
             log=log_read,
         )
 
-    def _view(self, record: dict[str, Any], marks: dict | None, log_read: bool) -> dict:
-        run_id = record["id"]
+    def _view(self, record: RunRecord, marks: dict | None, log_read: bool) -> RunView:
+        run_id = record.id
         old = self.snapshot.views.get(run_id)
         unchanged = not log_read or (
             record == self._records.get(run_id) and marks == self._marks.get(run_id)
         )
-        if old is not None and unchanged and record["status"] not in ACTIVE:
+        if old is not None and unchanged and record.status not in ACTIVE:
             return old
-        return with_marks(launcher.live_view(self.lab, record), marks)
+        return with_marks(live.live_view(self.lab, record), marks)
 
     def _lablog_signature(self) -> tuple:
         try:
@@ -204,7 +204,7 @@ class LabState:
 
     # --- the screens' side -------------------------------------------------------------------
 
-    def view(self, run_id: str) -> dict[str, Any] | None:
+    def view(self, run_id: str) -> RunView | None:
         return self.snapshot.views.get(run_id)
 
     def tail(self, run_id: str) -> RunTail:

@@ -12,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from grokterm.lab.records import Event, RunView
 from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
 from grokterm.tui.screens.runs import STATUS_STYLE
@@ -57,25 +58,20 @@ def parse_time(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _acc(view: dict[str, Any], key: str) -> float | None:
-    value = (view.get("latest") or {}).get(key)
-    return value if value is not None else (view.get("summary") or {}).get(key)
-
-
-def run_entries(view: dict[str, Any]) -> list[Entry]:
+def run_entries(view: RunView) -> list[Entry]:
     """A run's 'created' entry, and its 'ended' entry once it has ended."""
-    run_id, status = view["id"], view["status"]
-    source = view.get("preset") or view.get("name") or "a config file"
-    total = view.get("total")
+    run_id, status = view.id, view.status.value
+    source = view.preset or view.name or "a config file"
+    total = view.total
     created = f"from {source}" + (f", {total} steps" if total else "")
-    if not view.get("ended"):
-        created += f"; now {status} at step {view.get('step') or 0}"
-        if view.get("reason"):
-            created += f" ({view['reason']})"
+    if not view.ended:
+        created += f"; now {status} at step {view.step}"
+        if view.reason:
+            created += f" ({view.reason})"
     entries = [
         Entry(
             f"run:{run_id}:created",
-            view.get("created") or "",
+            view.created or "",
             "created",
             "created",
             run_id,
@@ -83,46 +79,43 @@ def run_entries(view: dict[str, Any]) -> list[Entry]:
             created,
         )
     ]
-    if view.get("ended"):
-        summary = view.get("summary") or {}
+    if view.ended:
+        summary = view.summary
         parts = [f"outcome {summary.get('phase') or '–'}"]
-        train, test = _acc(view, "train_acc"), _acc(view, "test_acc")
+        train, test = view.metric("train_acc"), view.metric("test_acc")
         if train is not None and test is not None:
             parts.append(f"train {train:.3f} test {test:.3f}")
         marks = [f"{k}={summary[k]}" for k in ("t2", "t4") if summary.get(k) is not None]
         if marks:
             parts.append(" ".join(marks))
-        if view.get("reason"):
-            parts.append(str(view["reason"]))
+        if view.reason:
+            parts.append(view.reason)
         ended = Entry(
             f"run:{run_id}:ended",
-            view["ended"],
+            view.ended,
             "ended",
             status,
             run_id,
-            view.get("step"),
+            view.step,
             " · ".join(parts),
         )
         entries.append(ended)
     return entries
 
 
-def timeline(
-    runs: list[dict[str, Any]], notes: list[dict[str, Any]], events: list[dict[str, Any]]
-) -> list[Entry]:
+def timeline(runs: list[RunView], notes: list[dict[str, Any]], events: list[Event]) -> list[Entry]:
     """Every entry of the lab log, oldest first."""
     entries: list[Entry] = []
     for view in runs:
         entries += run_entries(view)
-    created = {view["id"]: view.get("created") or "" for view in runs}
+    created = {view.id: view.created or "" for view in runs}
     seen: dict[tuple, int] = {}
     for event in events:
-        ident = (event.get("run"), event.get("step"), event.get("kind"))
+        ident = (event.run, event.step, event.kind)
         seen[ident] = seen.get(ident, -1) + 1
         key = "event:{}:{}:{}:{}".format(*ident, seen[ident])
-        when = event.get("time") or created.get(event.get("run"), "")
-        kind, detail = str(event.get("kind")), str(event.get("detail") or "")
-        entries.append(Entry(key, when, "event", kind, event.get("run"), event.get("step"), detail))
+        when = event.time or created.get(event.run, "")
+        entries.append(Entry(key, when, "event", event.kind, event.run, event.step, event.detail))
     for note in notes:
         key, text = f"note:{note.get('id')}", str(note.get("text") or "")
         entries.append(

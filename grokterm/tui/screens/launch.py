@@ -24,7 +24,7 @@ from textual.worker import Worker, WorkerState
 from grokterm import launcher
 from grokterm.config import Experiment
 from grokterm.errors import GrokError
-from grokterm.lab import Lab, LabError
+from grokterm.lab import Lab
 from grokterm.presets import ConfigError, list_presets, load_experiment, save_preset
 from grokterm.tui import bindings, messages
 from grokterm.tui.widgets.config_form import ConfigForm
@@ -366,18 +366,9 @@ class LaunchScreen(Screen):
     @work(thread=True, exit_on_error=False, group="launch", name="launch")
     def _launch(self, experiment: Experiment, preset: str | None) -> None:
         try:
-            run_id = launcher.create_run(self.lab, experiment, preset)
+            run_id = launcher.launch(self.lab, experiment, preset)
         except (GrokError, OSError) as exc:
-            self.app.call_from_thread(self._launch_failed, f"Run not created: {exc}")
-            return
-        try:
-            launcher.start_detached(self.lab, run_id)
-        except (GrokError, OSError) as exc:
-            try:  # the record would otherwise stay 'queued' for ever
-                self.lab.update_run(run_id, status="crashed", reason=f"did not start: {exc}")
-            except (LabError, OSError):
-                pass
-            self.app.call_from_thread(self._launch_failed, f"Run {run_id} did not start: {exc}")
+            self.app.call_from_thread(self._launch_failed, f"Run not launched: {exc}")
             return
         self.app.call_from_thread(self._launched, run_id)
 

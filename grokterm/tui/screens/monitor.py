@@ -12,6 +12,7 @@ from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.widgets import Footer, Header, Static
 
 from grokterm.lab import data_text
+from grokterm.lab.records import PHASE_MARKS, Event, RunStatus, RunView
 from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.series import RunSeries
@@ -32,12 +33,11 @@ CORE_METRICS = {
     ],
 }
 SHOWN_ELSEWHERE = {name for curves in CORE_METRICS.values() for name, _, _ in curves}
-PHASE_KINDS = {"t1", "t2", "t3", "t4"}
 
 
-def eta_text(view: dict[str, Any], rate: float | None) -> str:
-    total, step = view.get("total") or 0, view.get("step") or 0
-    if not rate or view["status"] != "running" or step >= total:
+def eta_text(view: RunView, rate: float | None) -> str:
+    total, step = view.total or 0, view.step
+    if not rate or view.status != RunStatus.RUNNING or step >= total:
         return "–"
     seconds = int((total - step) / rate)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -64,8 +64,9 @@ class MonitorScreen(ChartScreen):
         super().__init__(state)
         self.run_id = run_id
         self.tail = state.tail(run_id)
-        self.view: dict[str, Any] = {"id": run_id, "status": "…"}
-        self.events: list[dict[str, Any]] = []
+        self.view: RunView | None = None  # until the first read, or while the lab lacks it
+        self.absent = False  # the lab was read and does not list the run
+        self.events: list[Event] = []
         self.notes: list[dict[str, Any]] = []
         self.log_x = True
         self.smoothing_index = 0
@@ -111,19 +112,21 @@ class MonitorScreen(ChartScreen):
         if not (change.log or change.touches([self.run_id])):
             return
         snapshot = self.state.snapshot
-        view = snapshot.views.get(self.run_id) or {"id": self.run_id, "status": "not in the lab"}
         self.apply(
-            view,
+            snapshot.views.get(self.run_id),
             snapshot.events_of(self.run_id),
             snapshot.notes_of(self.run_id),
             self.run_id in change.streams,
         )
 
-    def apply(self, view: dict, events: list, notes: list, changed: bool) -> None:
-        self.measure_rate(view)
+    def apply(self, view: RunView | None, events: list, notes: list, changed: bool) -> None:
+        """Show the run as last read; a view of None: the lab does not list the run."""
+        self.absent = view is None
+        if view is not None:
+            self.measure_rate(view)
         self.view = view
-        if view.get("data"):  # the header says what the run trains on
-            self.sub_title = data_text(view["data"])
+        if view is not None and view.data:  # the header says what the run trains on
+            self.sub_title = data_text(view.data)
         side_changed = (events, notes) != (self.events, self.notes)
         self.events, self.notes = events, notes
         self.update_status()
@@ -134,36 +137,37 @@ class MonitorScreen(ChartScreen):
             self._drawn_version = self.tail.series.version
             self.update_charts()
 
-    def measure_rate(self, view: dict[str, Any]) -> None:
-        now, step = time.monotonic(), view.get("step") or 0
+    def measure_rate(self, view: RunView) -> None:
+        now, step = time.monotonic(), view.step
         if self._rate and step > self._rate[1] and now > self._rate[0]:
             self.steps_per_second = (step - self._rate[1]) / (now - self._rate[0])
         if not self._rate or step != self._rate[1]:
             self._rate = (now, step)
-        if view["status"] != "running":
-            self.steps_per_second = (view.get("summary") or {}).get("steps_per_second")
+        if view.status != RunStatus.RUNNING:
+            self.steps_per_second = view.summary.get("steps_per_second")
 
     def update_status(self) -> None:
-        view = self.view
+        view = self.view or RunView(id=self.run_id)
         text = Text()
-        text.append(f" {view['status']} ", style="bold reverse")
-        text.append(f"  step {view.get('step', 0)}/{view.get('total') or '?'}")
+        shown = view.status if self.view else "not in the lab" if self.absent else "…"
+        text.append(f" {shown} ", style="bold reverse")
+        text.append(f"  step {view.step}/{view.total or '?'}")
         rate = self.steps_per_second
         text.append(f"   {rate:,.0f} steps/s" if rate else "   – steps/s")
         text.append(f"   ETA {eta_text(view, rate)}")
-        device = view.get("device") or (view.get("summary") or {}).get("device") or "?"
+        device = view.device or view.summary.get("device") or "?"
         text.append(f"   device {device}")
-        outcome = (view.get("summary") or {}).get("phase")
+        outcome = view.summary.get("phase")
         if outcome:
             text.append(f"   outcome {outcome}", style="bold")
-        if view.get("reason"):
-            text.append(f"   ({view['reason']})", style="italic")
+        if view.reason:
+            text.append(f"   ({view.reason})", style="italic")
         axis = "log" if self.log_x else "linear"
         text.append(f"   x {axis} · EMA {SMOOTHING_LEVELS[self.smoothing_index]}", style="dim")
         self.query_one("#monitor-status", Static).update(text)
 
     def markers(self) -> list[Marker]:
-        marks = [Marker(e["step"], e["kind"]) for e in self.events if e["kind"] in PHASE_KINDS]
+        marks = [Marker(e.step, e.kind) for e in self.events if e.kind in PHASE_MARKS]
         return marks + [Marker(n["step"], "✎") for n in self.notes if n.get("step") is not None]
 
     def extra_names(self, series: RunSeries) -> list[str]:
@@ -203,8 +207,8 @@ class MonitorScreen(ChartScreen):
         text = Text()
         text.append("events\n", style="bold underline")
         for event in self.events:
-            text.append(f"{event['step']:>7} {event['kind']:<7}", style="bold")
-            text.append(f" {event['detail']}\n")
+            text.append(f"{event.step:>7} {event.kind:<7}", style="bold")
+            text.append(f" {event.detail}\n")
         if not self.events:
             text.append("none yet\n", style="dim")
         text.append("\nnotes\n", style="bold underline")
@@ -247,7 +251,7 @@ class MonitorScreen(ChartScreen):
         self.app.push_screen(MetricPicker(extras), chosen)
 
     def action_add_note(self) -> None:
-        step = self.view.get("step")
+        step = self.view.step if self.view else None
         step = step if step is not None else self.tail.series.last_step
         self.post_message(messages.AddNote(self.run_id, step))
 

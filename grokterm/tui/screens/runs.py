@@ -11,6 +11,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from grokterm.lab.records import Event, RunStatus, RunView
 from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
 from grokterm.tui.state import LabChange, LabState
@@ -32,39 +33,34 @@ COLUMNS = [
 ]
 SORTABLE = [key for key, _ in COLUMNS if key != "mark"]
 STATUS_STYLE = {
-    "running": "bold green",
-    "queued": "yellow",
-    "finished": "cyan",
-    "stopped": "magenta",
-    "crashed": "bold red",
-    "diverged": "bold red",
+    RunStatus.RUNNING: "bold green",
+    RunStatus.QUEUED: "yellow",
+    RunStatus.FINISHED: "cyan",
+    RunStatus.STOPPED: "magenta",
+    RunStatus.CRASHED: "bold red",
+    RunStatus.DIVERGED: "bold red",
 }
 
 
-def latest(view: dict[str, Any], key: str) -> float | None:
-    value = (view.get("latest") or {}).get(key)
-    return value if value is not None else (view.get("summary") or {}).get(key)
-
-
-def row_values(view: dict[str, Any]) -> dict[str, Any]:
+def row_values(view: RunView) -> dict[str, Any]:
     """Sortable raw values of one run's row."""
-    summary = view.get("summary") or {}
+    summary = view.summary
     return {
-        "id": view["id"],
-        "preset": view.get("preset") or "",
-        "status": view["status"],
-        "step": view.get("step") or 0,
-        "train": latest(view, "train_acc"),
-        "test": latest(view, "test_acc"),
+        "id": view.id,
+        "preset": view.preset or "",
+        "status": view.status.value,
+        "step": view.step,
+        "train": view.metric("train_acc"),
+        "test": view.metric("test_acc"),
         "outcome": summary.get("phase") or "",
         "t2": summary.get("t2"),
         "t4": summary.get("t4"),
-        "tags": ",".join(view.get("tags") or []),
-        "started": view.get("started") or view.get("created") or "",
+        "tags": ",".join(view.tags),
+        "started": view.started or view.created or "",
     }
 
 
-def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
+def cell(key: str, value: Any, view: RunView) -> Any:
     if value is None:
         return "–"
     if key in ("train", "test"):
@@ -74,7 +70,7 @@ def cell(key: str, value: Any, view: dict[str, Any]) -> Any:
     if key == "status":
         return Text(value, style=STATUS_STYLE.get(value, ""))
     if key == "step":
-        total = view.get("total")
+        total = view.total
         return f"{value}/{total}" if total else str(value)
     return str(value)
 
@@ -106,7 +102,7 @@ class RunsScreen(GrokScreen):
 
     def __init__(self, state: LabState):
         super().__init__(state)
-        self.views: list[dict[str, Any]] = []
+        self.views: list[RunView] = []
         self.marked: set[str] = set()
         self.filter_text = ""
         self.sort_column = "started"
@@ -158,14 +154,14 @@ class RunsScreen(GrokScreen):
         table = self.query_one("#runs", DataTable)
         sync_rows(
             table,
-            [(view["id"], self.row_cells(view, values)) for view, values in rows],
+            [(view.id, self.row_cells(view, values)) for view, values in rows],
             self._shown,
         )
         self.update_status(len(rows))
         self.update_preview()
 
-    def row_cells(self, view: dict[str, Any], values: dict[str, Any]) -> list[Any]:
-        mark = "●" if view["id"] in self.marked else " "
+    def row_cells(self, view: RunView, values: dict[str, Any]) -> list[Any]:
+        mark = "●" if view.id in self.marked else " "
         return [mark] + [cell(key, values[key], view) for key in SORTABLE]
 
     def update_status(self, shown: int) -> None:
@@ -183,7 +179,7 @@ class RunsScreen(GrokScreen):
             self._status = status
             self.query_one("#runs-status", Static).update(status)
 
-    def matches(self, view: dict[str, Any]) -> bool:
+    def matches(self, view: RunView) -> bool:
         if not self.filter_text:
             return True
         haystack = " ".join(str(v) for v in row_values(view).values()).lower()
@@ -192,9 +188,9 @@ class RunsScreen(GrokScreen):
     def selected_id(self) -> str | None:
         return selected_key(self.query_one("#runs", DataTable))
 
-    def selected_view(self) -> dict[str, Any] | None:
+    def selected_view(self) -> RunView | None:
         run_id = self.selected_id()
-        return next((view for view in self.views if view["id"] == run_id), None)
+        return next((view for view in self.views if view.id == run_id), None)
 
     @on(DataTable.RowHighlighted)
     def _highlighted(self) -> None:
@@ -206,7 +202,7 @@ class RunsScreen(GrokScreen):
             text = Text("Select a run to see its events and notes.")
         else:
             snapshot = self.state.snapshot
-            text = preview_text(view, snapshot.events_of(view["id"]), snapshot.notes_of(view["id"]))
+            text = preview_text(view, snapshot.events_of(view.id), snapshot.notes_of(view.id))
         if text != self._preview:
             self._preview = text
             self.query_one("#preview-text", Static).update(text)
@@ -232,16 +228,14 @@ class RunsScreen(GrokScreen):
             self.show_runs()
 
     def marked_or_selected(self) -> list[str]:
-        order = [view["id"] for view in self.views]
+        order = [view.id for view in self.views]
         if self.marked:
             return [run_id for run_id in order if run_id in self.marked]
         selected = self.selected_id()
         return [selected] if selected else []
 
     def action_compare(self) -> None:
-        run_ids = [
-            run_id for run_id in (view["id"] for view in self.views) if run_id in self.marked
-        ]
+        run_ids = [run_id for run_id in (view.id for view in self.views) if run_id in self.marked]
         if len(run_ids) < 2:
             self.notify("Mark two or more runs with space to compare them", severity="warning")
             return
@@ -313,17 +307,17 @@ class RunsScreen(GrokScreen):
         self.post_message(messages.OpenLabLog())
 
 
-def preview_text(view: dict[str, Any], events: list[dict], notes: list[dict]) -> Text:
+def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:
     text = Text()
-    text.append(f"{view['id']}\n", style="bold")
-    text.append(f"{view['status']}", style=STATUS_STYLE.get(view["status"], ""))
-    text.append(f"  step {view.get('step')}/{view.get('total')}\n")
-    if view.get("reason"):
-        text.append(f"{view['reason']}\n", style="italic")
+    text.append(f"{view.id}\n", style="bold")
+    text.append(f"{view.status}", style=STATUS_STYLE.get(view.status, ""))
+    text.append(f"  step {view.step}/{view.total}\n")
+    if view.reason:
+        text.append(f"{view.reason}\n", style="italic")
     text.append("\nevents\n", style="bold underline")
     for event in events:
-        text.append(f"{event['step']:>8} {event['kind']}\n", style="bold")
-        text.append(f"  {event['detail']}\n")
+        text.append(f"{event.step:>8} {event.kind}\n", style="bold")
+        text.append(f"  {event.detail}\n")
     if not events:
         text.append("none yet\n", style="dim")
     text.append("\nnotes\n", style="bold underline")
