@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from grokterm import launcher, live, processes
-from grokterm.engine.worker import LabRecorder
+from grokterm.engine.recorder import LabRecorder
 from grokterm.lab import Lab, LabError, write_json_atomic
 from grokterm.presets import load_experiment
 

@@ -6,6 +6,7 @@ Files are written atomically and loaded with weights_only=True (no pickled code 
 from __future__ import annotations
 
 import io
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,12 +14,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from grokterm.engine.models import build_model
+from grokterm.engine.recorder import first_line, warn
 from grokterm.engine.tasks import task_shape
 from grokterm.lab.checkpoint_files import checkpoint_path, list_checkpoints
 from grokterm.lab.store import with_filename
+from grokterm.lab.stream import read_records, truncate_after
+from grokterm.phases import replay
 
 if TYPE_CHECKING:
     from grokterm.engine.loop import Session
+    from grokterm.lab import Lab
+    from grokterm.phases import PhaseDetector
 
 
 def save_checkpoint(session: Session, folder: Path) -> Path:
@@ -96,3 +102,53 @@ def load_model(run_dir: Path, step: int | None = None, device: str = "cpu") -> t
     model.to(device=device, dtype=getattr(torch, experiment.dtype))
     model.load_state_dict(state["model"])
     return model.eval()
+
+
+# --- resume: back to the newest checkpoint that loads ----------------------------------------
+
+
+def rewind_to_checkpoint(lab: Lab, run_id: str, session: Session) -> PhaseDetector | None:
+    """Restore the last checkpoint; drop metrics and events after it; replay the detector.
+
+    Returns the replayed detector, or None when no checkpoint loads (the run ended before
+    its first one): then the run's records are dropped and it starts again from step 0.
+    """
+    run_dir = lab.run_dir(run_id)
+    found = list_checkpoints(run_dir / "checkpoints")
+    # The newest checkpoint whose records all reached the disk (streams flush every second).
+    last_recorded = max((r["step"] for r in read_records(run_dir / "metrics.jsonl")), default=0)
+    step = restore_newest_loadable(session, {s: p for s, p in found.items() if s <= last_recorded})
+    if step is None:
+        had = f"none of its {len(found)} checkpoint(s) loads" if found else "it has no checkpoint"
+        warn(f"{run_id} starts again from step 0: {had}")
+        truncate_after(run_dir / "metrics.jsonl", -1)
+        lab.delete_events(run_id, after_step=-1)
+        return None
+    truncate_after(run_dir / "metrics.jsonl", step)
+    lab.delete_events(run_id, after_step=step)
+    records = read_records(run_dir / "metrics.jsonl")
+    probes = [r for r in records if "test_acc" in r]
+    session.best_test_acc = max((r["test_acc"] for r in probes), default=-math.inf)
+    detector, replayed = replay(records, session.exp.detector)
+    # Events the crashed process could not write (a failing lab log) come back from the
+    # replay; those already recorded are not repeated.
+    recorded = {(event.step, event.kind) for event in lab.events(run_id)}
+    lab.add_events(run_id, [e for e in replayed if (e["step"], e["kind"]) not in recorded])
+    return detector
+
+
+def restore_newest_loadable(session: Session, checkpoints: dict[int, Path]) -> int | None:
+    """Restore the newest checkpoint that loads (weights only) and fits; returns its step,
+    or None when none does. A damaged or unsafe file is reported in run.log and skipped,
+    never deleted."""
+
+    for step in sorted(checkpoints, reverse=True):
+        path = checkpoints[step]
+        try:
+            restore(session, load_checkpoint(path, session.device))
+        except Exception as exc:  # torch reports damage as several types
+            why = f"{type(exc).__name__}: {first_line(exc)}"
+            warn(f"skipped checkpoint {path.name}: it does not load ({why})")
+            continue
+        return step
+    return None

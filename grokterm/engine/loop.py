@@ -220,6 +220,101 @@ class Outcome:
     reason: str = ""
 
 
+class Bookkeeping:
+    """What a run does around each optimizer step, apart from the step itself: keep θ before a
+    probe step, record the loss, stop on divergence, feed the detector and the early-loss
+    statistics, probe at eval points, checkpoint and beat the heartbeat. Kept apart from the
+    stepping so that one stepper can later drive several runs' bookkeeping."""
+
+    def __init__(
+        self, session: Session, recorder: Recorder, checkpoints: Path, detector: PhaseDetector
+    ):
+        self.session, self.recorder, self.detector = session, recorder, detector
+        self.checkpoints = checkpoints
+        self.every = session.exp.schedule.checkpoint_every
+        self.last_probe: dict[str, Any] = {}
+        self.first_step = session.step
+        self.started = time.monotonic()
+        self.next_beat = self.started + HEARTBEAT_SECONDS
+
+    def begin(self) -> None:
+        session = self.session
+        self.recorder.started(str(session.device), session.step, session.data.describe())
+        if session.step == 0 and 0 in session.eval_steps:
+            self.last_probe = probe(session)
+            self.recorder.record({"step": 0, **self.last_probe})
+            self.recorder.events(self.detector.update(0, self.last_probe))
+
+    def before_step(self) -> None:
+        keep_params_before_probe(self.session)
+
+    def after_step(self, loss: float) -> str | None:
+        """Book the step just taken; the reason when the loss diverged, else None."""
+        session, recorder, detector = self.session, self.recorder, self.detector
+        record: dict[str, Any] = {"step": session.step, "loss": loss}
+        if not math.isfinite(loss):
+            recorder.record(record)
+            reason = f"training loss became {loss} at step {session.step}"
+            recorder.events([detector.diverged(session.step, reason)])
+            return reason
+        detector.update_loss(session.step, loss)
+        features = session.prober.add_loss(loss)
+        if features:
+            record.update(features)
+            recorder.events(detector.record_forecast(session.step, features))
+        if session.step in session.eval_steps:
+            self.last_probe = probe(session)
+            session.best_test_acc = max(session.best_test_acc, self.last_probe["test_acc"])
+            record.update(self.last_probe)
+            recorder.record(record)
+            recorder.events(detector.update(session.step, self.last_probe))
+        else:
+            recorder.record(record)
+        if self.every and session.step % self.every == 0:
+            recorder.flush()  # a checkpoint never gets ahead of the records on disk
+            save_checkpoint(session, self.checkpoints)
+        self._beat(loss)
+        return None
+
+    def _beat(self, loss: float) -> None:
+        now = time.monotonic()
+        if now >= self.next_beat:
+            self.recorder.heartbeat(self.session.step, {"loss": loss, **self.last_probe})
+            self.next_beat = now + HEARTBEAT_SECONDS
+
+    def end(self, status: str, reason: str) -> Outcome:
+        session, every = self.session, self.every
+        elapsed = time.monotonic() - self.started
+        if status != "diverged" and not (every and session.step % every == 0 and session.step):
+            self.recorder.flush()
+            save_checkpoint(session, self.checkpoints)
+        if status == "finished":
+            self.recorder.events(self.detector.finish(session.step))
+        outcome = Outcome(status, session.step, self._summary(elapsed), reason)
+        self.recorder.finished(outcome.status, outcome.step, outcome.summary, outcome.reason)
+        return outcome
+
+    def _summary(self, elapsed: float) -> dict[str, Any]:
+        session, last_probe = self.session, self.last_probe
+        summary = {
+            **self.detector.summary(),
+            **self.detector.forecast_summary(),
+            **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
+            "weight_norm": last_probe.get("weight_norm"),
+            "best_test_acc": (
+                session.best_test_acc if math.isfinite(session.best_test_acc) else None
+            ),
+            "steps_per_second": (
+                (session.step - self.first_step) / elapsed if elapsed > 0 else None
+            ),
+            "train_seconds": round(elapsed, 3),
+            "device": str(session.device),
+        }
+        if session.prober.key_freqs:
+            summary["key_freqs"] = list(session.prober.key_freqs)
+        return summary
+
+
 def run_training(
     session: Session,
     recorder: Recorder,
@@ -228,70 +323,19 @@ def run_training(
     detector: PhaseDetector | None = None,
 ) -> Outcome:
     """Train from session.step to the end of the schedule (or a stop, or divergence)."""
-    exp = session.exp
-    detector = detector or PhaseDetector(exp.detector)
-    total, every = exp.schedule.steps, exp.schedule.checkpoint_every
-    recorder.started(str(session.device), session.step, session.data.describe())
+    books = Bookkeeping(
+        session, recorder, checkpoints, detector or PhaseDetector(session.exp.detector)
+    )
     session.model.train()
-    last_probe: dict[str, Any] = {}
-    started = time.monotonic()
-    first_step = session.step
-    next_beat = started + HEARTBEAT_SECONDS
-    if session.step == 0 and 0 in session.eval_steps:
-        last_probe = probe(session)
-        recorder.record({"step": 0, **last_probe})
-        recorder.events(detector.update(0, last_probe))
+    books.begin()
     status, reason = "finished", ""
-    while session.step < total:
+    while session.step < session.exp.schedule.steps:
         if stop.reason:
             status, reason = "stopped", stop.reason
             break
-        keep_params_before_probe(session)
-        loss = train_step(session)
-        record: dict[str, Any] = {"step": session.step, "loss": loss}
-        if not math.isfinite(loss):
-            recorder.record(record)
-            status, reason = "diverged", f"training loss became {loss} at step {session.step}"
-            recorder.events([detector.diverged(session.step, reason)])
+        books.before_step()
+        diverged = books.after_step(train_step(session))
+        if diverged:
+            status, reason = "diverged", diverged
             break
-        detector.update_loss(session.step, loss)
-        features = session.prober.add_loss(loss)
-        if features:
-            record.update(features)
-            recorder.events(detector.record_forecast(session.step, features))
-        if session.step in session.eval_steps:
-            last_probe = probe(session)
-            session.best_test_acc = max(session.best_test_acc, last_probe["test_acc"])
-            record.update(last_probe)
-            recorder.record(record)
-            recorder.events(detector.update(session.step, last_probe))
-        else:
-            recorder.record(record)
-        if every and session.step % every == 0:
-            recorder.flush()  # a checkpoint never gets ahead of the records on disk
-            save_checkpoint(session, checkpoints)
-        now = time.monotonic()
-        if now >= next_beat:
-            recorder.heartbeat(session.step, {"loss": loss, **last_probe})
-            next_beat = now + HEARTBEAT_SECONDS
-    elapsed = time.monotonic() - started
-    if status != "diverged" and not (every and session.step % every == 0 and session.step):
-        recorder.flush()
-        save_checkpoint(session, checkpoints)
-    if status == "finished":
-        recorder.events(detector.finish(session.step))
-    summary = {
-        **detector.summary(),
-        **detector.forecast_summary(),
-        **{k: last_probe.get(k) for k in ("train_acc", "test_acc", "train_loss", "test_loss")},
-        "weight_norm": last_probe.get("weight_norm"),
-        "best_test_acc": session.best_test_acc if math.isfinite(session.best_test_acc) else None,
-        "steps_per_second": (session.step - first_step) / elapsed if elapsed > 0 else None,
-        "train_seconds": round(elapsed, 3),
-        "device": str(session.device),
-    }
-    if session.prober.key_freqs:
-        summary["key_freqs"] = list(session.prober.key_freqs)
-    outcome = Outcome(status, session.step, summary, reason)
-    recorder.finished(outcome.status, outcome.step, outcome.summary, outcome.reason)
-    return outcome
+    return books.end(status, reason)
