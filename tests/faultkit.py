@@ -107,6 +107,23 @@ def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
     return status.pid
 
 
+def pause_each_at_step(lab: Lab, steps: dict[str, int]) -> None:
+    """pause_at_step for several runs at once: each is suspended as soon as it reaches its
+    step, so none can run to its end while the test waits for another."""
+    pending = dict(steps)
+
+    def pause_those_there() -> bool:
+        for run_id, step in list(pending.items()):
+            status = live.read_status(lab, run_id)
+            if (status.step or 0) >= step:
+                os.kill(status.pid, signal.SIGSTOP)
+                assert live.read_status(lab, run_id).status == "running", f"{run_id} ended"
+                del pending[run_id]
+        return not pending
+
+    wait_for(pause_those_there, f"runs to reach their steps {steps}")
+
+
 def wait_until_done(lab: Lab, run_id: str) -> dict[str, Any]:
     view = launcher.wait_until_done(lab, run_id, timeout=DEADLINE)
     assert view.status not in ("queued", "running"), run_log_text(lab, run_id)

@@ -26,6 +26,7 @@ from faultkit import (
     kill_if_running,
     kill_run,
     pause_at_step,
+    pause_each_at_step,
     start_detached,
     wait_until_done,
 )
@@ -51,6 +52,12 @@ def final_weights(lab: Lab, run_id: str) -> dict[str, torch.Tensor]:
     return torch.load(path, weights_only=True)["model"]
 
 
+def kill_and_resume(lab: Lab, run_id: str) -> None:
+    kill_run(lab, run_id)
+    resumed = grokterm(lab.root, "resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+
+
 @pytest.mark.slow
 def test_soak_kills_resumes_and_concurrent_notes(tmp_path: Path):
     seed = int(os.environ.get("GROKTERM_SOAK_SEED") or time.time_ns() % 1_000_000)
@@ -67,15 +74,16 @@ def test_soak_kills_resumes_and_concurrent_notes(tmp_path: Path):
             )
             for name in ("alpha", "beta")
         ]  # fmt: skip
-        victims = sorted((rng.randint(120, 700), run_id) for run_id in runs[:2])
-        # The first victim dies twice: the second time after its own resume.
-        twice = victims[0][1]
-        victims.append((victims[0][0] + rng.randint(100, 300), twice))
-        for kill_step, run_id in victims:
-            pause_at_step(lab, run_id, kill_step)  # so it cannot finish before the kill
-            kill_run(lab, run_id)
-            resumed = grokterm(lab_dir, "resume", run_id)
-            assert resumed.returncode == 0, resumed.stderr
+        twice, once = runs[:2]
+        kill_steps = {run_id: rng.randint(120, 700) for run_id in (twice, once)}
+        # Both victims are suspended at their steps as they reach them (SIGSTOP), so neither
+        # can finish while the test deals with the other, however the machine is loaded.
+        pause_each_at_step(lab, kill_steps)
+        kill_and_resume(lab, twice)
+        # The first victim dies again after its own resume.
+        pause_at_step(lab, twice, kill_steps[twice] + rng.randint(100, 300))
+        kill_and_resume(lab, twice)
+        kill_and_resume(lab, once)
         for proc in writers:
             assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
         for run_id in runs:
