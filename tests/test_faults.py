@@ -185,7 +185,7 @@ def test_resume_skips_unsafe_and_damaged_checkpoints_and_runs_no_code(lab_dir: P
 def test_two_resumes_at_once_start_one_process(lab_dir: Path):
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir)
-    wait_for_step(lab, run_id, 250)
+    pause_at_step(lab, run_id, 250)  # so it cannot finish before the kill
     kill_run(lab, run_id)
     command = [sys.executable, "-m", "grokterm", "--lab", str(lab_dir), "resume", run_id]
     racers = [subprocess.Popen(command, env=ENV, stderr=subprocess.PIPE) for _ in range(2)]
