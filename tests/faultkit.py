@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import filelock
 import pyte
 
 from grokterm import launcher, live, processes
@@ -102,9 +103,22 @@ def pause_at_step(lab: Lab, run_id: str, step: int) -> int:
     however fast the machine, it is still training when the test acts; returns its pid.
     `grokterm stop` wakes it (SIGCONT), or send SIGCONT."""
     status = wait_for_step(lab, run_id, step)
-    os.kill(status.pid, signal.SIGSTOP)
+    suspend(lab, status.pid)
     assert live.read_status(lab, run_id).status == "running", "it ended before the pause"
     return status.pid
+
+
+def suspend(lab: Lab, pid: int) -> None:
+    """SIGSTOP a run, but never while it holds the lab-log lock: a stopped holder would block
+    every other writer (notes, resume) until the test kills it."""
+    while True:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with filelock.FileLock(lab.root / "lablog.lock", timeout=0):
+                return
+        except filelock.Timeout:  # the run, or another writer, is inside a write
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
 
 
 def pause_each_at_step(lab: Lab, steps: dict[str, int]) -> None:
@@ -116,7 +130,7 @@ def pause_each_at_step(lab: Lab, steps: dict[str, int]) -> None:
         for run_id, step in list(pending.items()):
             status = live.read_status(lab, run_id)
             if (status.step or 0) >= step:
-                os.kill(status.pid, signal.SIGSTOP)
+                suspend(lab, status.pid)
                 assert live.read_status(lab, run_id).status == "running", f"{run_id} ended"
                 del pending[run_id]
         return not pending

@@ -314,10 +314,10 @@ def test_a_lab_log_corrupted_under_a_run_costs_no_work(lab_dir: Path):
     `grokterm repair` it resumes, and the events it could not write are re-derived."""
     lab = Lab(lab_dir)
     run_id = start_detached(lab_dir)
-    wait_for_step(lab, run_id, 300)
+    pid = pause_at_step(lab, run_id, 300)  # so it cannot finish before the log is corrupt
     with filelock.FileLock(lab_dir / "lablog.lock"):  # not between the run's read and write
         (lab_dir / "lablog.json").write_bytes(lab_bytes(lab_dir)[:-20])
-    pid = live.read_status(lab, run_id).pid
+    os.kill(pid, signal.SIGCONT)
     wait_for(lambda: not processes.pid_alive(pid), "the run to end")
     status = live.read_status(lab, run_id)
     assert status.status == "crashed" and "is corrupt" in status.reason, status
