@@ -482,7 +482,9 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         assert app.focused is seed.control
         notes = [w for w in screen.query(".field-note") if w.display]
         assert notes == [seed.query_one(".field-note")]
-        assert "≥ 0" in str(notes[0].content) and notes[0].region.height >= 1
+        assert "≥ 0" in str(notes[0].content)
+        # Shown at the next layout, which may come a frame after the focus moved.
+        await wait_for(pilot, lambda: notes[0].region.height >= 1, "the seed's help line")
         # Shift+tab from the first field wraps to the last one and scrolls it into view.
         await pilot.press("shift+tab", "shift+tab", "shift+tab", "shift+tab")
         await settle(pilot)
@@ -490,8 +492,11 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         last = field(app, last_name).control
         assert app.focused is last
         scroll = screen.query_one("#launch-form")
-        assert scroll.scroll_y > 0
-        assert scroll.region.contains_region(last.region)
+        await wait_for(
+            pilot,
+            lambda: scroll.scroll_y > 0 and scroll.region.contains_region(last.region),
+            "the last field scrolled into view",
+        )
         # An error shows under its field at this width too.
         await pilot.press("end", "ctrl+u", "minus", "1")
         await settle(pilot)
