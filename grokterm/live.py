@@ -4,6 +4,7 @@ whether its process lives. No torch here: the TUI reads runs through this module
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from grokterm.backends import backend_for
 from grokterm.lab import Lab
@@ -98,11 +99,14 @@ def phase_marks(events: list[Event]) -> dict[str, dict[str, object]]:
 def live_views(lab: Lab) -> list[RunView]:
     """Every run's live view; a running run's phase marks come from its events so far."""
     marks = phase_marks(lab.events())
-    views = [live_view(lab, record) for record in lab.list_runs()]
-    for view in views:
-        if view.id in marks:
-            view.summary = {**view.summary, **marks[view.id]}
-    return views
+    return [with_marks(live_view(lab, record), marks.get(record.id)) for record in lab.list_runs()]
+
+
+def with_marks(view: RunView, marks: dict[str, Any] | None) -> RunView:
+    """The view with a run's phase marks so far (from its events) in its summary."""
+    if marks:
+        view.summary = {**view.summary, **marks}
+    return view
 
 
 def record_ended_runs(lab: Lab) -> list[str]:

@@ -9,18 +9,17 @@ takes the root logger).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from test_cli_analyze import ENV, grokterm
 
 from grokterm.lab import Lab, LabError
 from grokterm.lab.ww_results import choose_step, result_path
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 RUN = [
     "--set",
     "task.p=23",
@@ -35,16 +34,6 @@ RUN = [
 ]
 # What WeightWatcher prints or logs when left alone; none of it may reach our stdout.
 WW_NOISE = ("SMALL N PL FIT", "reetting", "PyTorch is available", "INFO", "WARNING", "Traceback")
-
-
-def grokterm(lab: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "grokterm", "--lab", str(lab), *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
 
 
 def python(code: str, *args: str) -> subprocess.CompletedProcess:

@@ -117,13 +117,6 @@ class Snapshot:
         return [note for note in self.notes if note.get("run") == run_id]
 
 
-def with_marks(view: RunView, marks: dict[str, Any] | None) -> RunView:
-    """A running run's phase marks so far come from its events (as live.live_views)."""
-    if marks:
-        view.summary = {**view.summary, **marks}
-    return view
-
-
 class LabState:
     """Refreshed by one poller: the lab log is parsed only when its file changed, and the
     status files only of runs that are queued or running."""
@@ -193,7 +186,7 @@ class LabState:
         )
         if old is not None and unchanged and record.status not in ACTIVE:
             return old
-        return with_marks(live.live_view(self.lab, record), marks)
+        return live.with_marks(live.live_view(self.lab, record), marks)
 
     def _lablog_signature(self) -> tuple:
         try:
