@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.cells import cell_len
+from rich.text import Text
 from textual.screen import Screen
 from textual.widgets import DataTable
 
@@ -50,11 +52,14 @@ def sync_rows(table: DataTable, rows: list[tuple[str, list[Any]]], shown: dict[s
     `shown` is the caller's record of the cells on screen, updated here."""
     keys = [key for key, _ in rows]
     if keys == list(shown):
-        columns = [column.key for column in table.ordered_columns]
+        columns = table.ordered_columns
         for key, cells in rows:
             for column, before, after in zip(columns, shown[key], cells, strict=True):
                 if before != after:
-                    table.update_cell(key, column, after, update_width=True)
+                    # Widening only: asking DataTable to fit a narrower cell makes it measure
+                    # the whole column again, for every such cell (100 live rows: 30k measures).
+                    wider = cell_width(after) > column.content_width
+                    table.update_cell(key, column.key, after, update_width=wider)
             shown[key] = cells
         return
     selected = selected_key(table)
@@ -65,6 +70,10 @@ def sync_rows(table: DataTable, rows: list[tuple[str, list[Any]]], shown: dict[s
         shown[key] = cells
     if selected in shown:
         table.move_cursor(row=table.get_row_index(selected), animate=False)
+
+
+def cell_width(value: Any) -> int:
+    return value.cell_len if isinstance(value, Text) else cell_len(str(value))
 
 
 def selected_key(table: DataTable) -> str | None:

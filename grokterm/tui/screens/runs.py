@@ -161,8 +161,10 @@ class RunsScreen(GrokScreen):
         self.update_preview()
 
     def row_cells(self, view: RunView, values: dict[str, Any]) -> list[Any]:
-        mark = "●" if view.id in self.marked else " "
-        return [mark] + [cell(key, values[key], view) for key in SORTABLE]
+        return [self.mark_of(view.id)] + [cell(key, values[key], view) for key in SORTABLE]
+
+    def mark_of(self, run_id: str) -> str:
+        return "●" if run_id in self.marked else " "
 
     def update_status(self, shown: int) -> None:
         if self.problem:
@@ -222,10 +224,14 @@ class RunsScreen(GrokScreen):
             self.post_message(messages.OpenMonitor(run_id))
 
     def action_toggle_mark(self) -> None:
+        """Only the row's mark cell changes: a key must not wait for every row to be redone."""
         run_id = self.selected_id()
         if run_id:
             self.marked ^= {run_id}
-            self.show_runs()
+            mark = self.mark_of(run_id)
+            self._shown[run_id][0] = mark
+            self.query_one("#runs", DataTable).update_cell(run_id, "mark", mark)
+            self.update_status(len(self._shown))
 
     def marked_or_selected(self) -> list[str]:
         order = [view.id for view in self.views]
