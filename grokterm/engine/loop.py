@@ -21,6 +21,7 @@ from grokterm.engine.models import build_model, rescale_to_norm, weight_norm
 from grokterm.engine.probing import Prober, basic_probes, keep_params_before_probe
 from grokterm.engine.stopping import StopFlag
 from grokterm.engine.tasks import Dataset, make_dataset, swapped_pair_in_train
+from grokterm.errors import GrokError
 from grokterm.phases import PhaseDetector
 
 
@@ -36,8 +37,8 @@ class Recorder(Protocol):
 HEARTBEAT_SECONDS = 1.0
 
 
-class DeviceError(Exception):
-    pass
+class DeviceError(GrokError):
+    """The configured device is not available here."""
 
 
 def pick_device(choice: str) -> torch.device:

@@ -9,9 +9,10 @@ from pathlib import Path
 import torch
 
 from grokterm.config import DigitsTask, MnistTask, ModularTask, ToyAdditionTask
+from grokterm.errors import GrokError
 
 
-class DataError(Exception):
+class DataError(GrokError):
     """The data could not be made or found; the message says what to do."""
 
 

@@ -26,6 +26,7 @@ from grokterm.engine.recorder import (
     warn,
 )
 from grokterm.engine.stopping import StopFlag, install_stop_handlers
+from grokterm.errors import GrokError
 from grokterm.lab import Lab, LabError
 from grokterm.lab.records import ENDED_CLEANLY, RunStatus
 from grokterm.presets import build_experiment, read_toml
@@ -36,7 +37,7 @@ def load_run_experiment(lab: Lab, run_id: str) -> Experiment:
     return build_experiment(read_toml(path), origin=str(path))
 
 
-class UserError(Exception):
+class UserError(GrokError):
     """A problem the user can fix (missing data, no CUDA); reported without a traceback."""
 
 

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from grokterm.errors import GrokError
 from grokterm.lab.store import write_json_atomic
 from grokterm.lab.ww_results import FAILURE_PREFIX, image_name, result_path, results_dir
 
@@ -46,8 +47,8 @@ COLUMNS = (
 )
 
 
-class CheckpointError(Exception):
-    pass
+class CheckpointError(GrokError):
+    """A checkpoint that cannot be loaded for analysis."""
 
 
 def import_weightwatcher():
