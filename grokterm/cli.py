@@ -263,6 +263,89 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+SWEEP_ACTIONS = ("ls", "show", "stop", "resume")
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """`sweep SOURCE --grid ...` starts one; `sweep ls|show|stop|resume [SWEEP]` the rest."""
+    if args.target in SWEEP_ACTIONS:
+        if args.grid or args.set or args.seeds is not None or args.steps is not None:
+            raise UsageError(f"sweep {args.target}: --grid/--set/--seeds/--steps start a sweep")
+        return sweep_action(args)
+    if args.sweep:
+        raise UsageError(f"sweep {args.target}: unexpected argument {args.sweep!r}")
+    return start_sweep(args)
+
+
+def start_sweep(args: argparse.Namespace) -> int:
+    from grokterm.sweep import control, spec
+    from grokterm.sweep.report import axes_text
+
+    path = spec.resolve_sweep_path(args.target)
+    if path is not None:
+        if args.grid or args.seeds is not None:
+            raise UsageError(f"{path.name} defines its grid; --grid/--seeds go with a preset")
+        overrides = list(args.set or [])
+        if args.steps is not None:
+            overrides.append(f"schedule.steps={args.steps}")
+        sweep_spec, cells = spec.from_file(path, overrides, args.parallel)
+    else:
+        sweep_spec, cells = spec.from_command_line(
+            args.target, args.grid or [], args.set, args.seeds, args.steps,
+            args.parallel or 1, args.name,
+        )
+    if args.name:
+        sweep_spec = sweep_spec.model_copy(update={"name": args.name})
+    grid = " × ".join(
+        f"{'seeds' if a.replicate else a.field} ({len(a.values)})" for a in sweep_spec.axes
+    )
+    if args.dry_run:
+        print(f"{sweep_spec.name}: {len(cells)} cells ({grid}), {sweep_spec.parallel} at a time")
+        for cell in cells:
+            print("  " + ", ".join(f"{field}={value}" for field, value in cell.coords.items()))
+        return 0
+    lab = lab_from(args)
+    record = control.launch(lab, sweep_spec, cells)
+    view = control.view(lab, record)
+    print(
+        f"{record.id}: {len(record.cells)} cells ({axes_text(view)}), {record.parallel} at a "
+        f"time, in the background.\nFollow it with `grokterm sweep show {record.id}` or in "
+        "the TUI; stop it with `grokterm sweep stop`."
+    )
+    return 0
+
+
+def sweep_action(args: argparse.Namespace) -> int:
+    from grokterm.sweep import control, report
+
+    lab = lab_from(args)
+    if args.target == "ls":
+        sweeps = control.views(lab)
+        if args.json:
+            dump_json([report.sweep_json(sweep) for sweep in sweeps])
+        elif not sweeps:
+            print(f"no sweeps in {lab.root}")
+        else:
+            console().print(report.sweeps_table(sweeps))
+        return 0
+    if not args.sweep:
+        raise UsageError(f"sweep {args.target}: which sweep? (see `grokterm sweep ls`)")
+    sweep_id = lab.resolve_sweep(args.sweep)
+    if args.target == "show":
+        view = control.view(lab, lab.get_sweep(sweep_id))
+        if args.json:
+            dump_json(report.sweep_json(view))
+        else:
+            console().print(report.cells_table(view))
+    elif args.target == "stop":
+        stopped = control.stop(lab, sweep_id)
+        print(f"{sweep_id}: stopped; {len(stopped)} training cell(s) asked to stop")
+    else:
+        requeued = control.resume(lab, sweep_id)["requeued"]
+        print(f"{sweep_id}: scheduling again; {len(requeued)} stopped or crashed cell(s) requeued")
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from grokterm import live, views
 
@@ -286,6 +369,13 @@ def check_utf8(argv: list[str]) -> None:
             arg.encode("utf-8")
         except UnicodeEncodeError:
             raise UsageError(f"argument {position} is not valid UTF-8 text") from None
+
+
+def positive(text: str) -> int:
+    value = non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
 def non_negative(text: str) -> int:
@@ -383,6 +473,31 @@ def build_parser() -> Parser:
     p = add("export", cmd_export, "export runs to Markdown with PNG charts")
     p.add_argument("runs", metavar="RUN", nargs="+")
     p.add_argument("-o", "--output", metavar="FILE.md", help="Markdown file to write")
+
+    p = add(
+        "sweep",
+        cmd_sweep,
+        "a grid of runs: `sweep PRESET|FILE --grid FIELD=VALUES...` starts one in the "
+        "background; `sweep ls`, `sweep show|stop|resume SWEEP`",
+    )
+    p.add_argument("target", metavar="PRESET|FILE|ls|show|stop|resume")
+    p.add_argument("sweep", metavar="SWEEP", nargs="?", help="with show/stop/resume")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="FIELD=VALUES",
+        help="an axis: optim.lr=1e-4,1e-3 or optim.lr=logspace(-5,-2,7), linspace(a,b,n), "
+        "range(a,b,step)",
+    )
+    p.add_argument(
+        "--set", action="append", metavar="FIELD=VALUE", help="override a field in every cell"
+    )
+    p.add_argument("--seeds", type=positive, help="replicates: N seeds per cell")
+    p.add_argument("--steps", type=positive, help="the budget per cell (schedule.steps)")
+    p.add_argument("--parallel", type=positive, help="cells training at once (default 1)")
+    p.add_argument("--name", help="the sweep's name (its cells' run names)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells, start nothing")
+    p.add_argument("--json", action="store_true", help="with ls/show: machine-readable output")
 
     p = add("compare", cmd_compare, "compare runs: config diff and phase timings")
     p.add_argument("runs", metavar="RUN", nargs="+")

@@ -17,22 +17,29 @@ from grokterm.presets import experiment_to_toml
 
 def create_run(lab: Lab, experiment: Experiment, preset: str | None) -> str:
     """Record a queued run and write its exact config to runs/<id>/experiment.toml."""
-    from grokterm.lab.store import write_bytes_atomic
-
-    record = lab.create_run(
-        experiment.name, preset, experiment.model_dump(mode="json"), list(experiment.tags)
-    )
-    write_bytes_atomic(
-        lab.run_dir(record.id) / "experiment.toml", experiment_to_toml(experiment).encode()
-    )
+    record = lab.create_run(experiment.name, preset, *run_fields(experiment))
+    write_experiment_file(lab, record.id, experiment)
     return record.id
 
 
-def start(lab: Lab, run_id: str, resume: bool = False) -> None:
+def run_fields(experiment: Experiment) -> tuple[dict, list[str]]:
+    """What a run record keeps of its experiment: the config and the tags."""
+    return experiment.model_dump(mode="json"), list(experiment.tags)
+
+
+def write_experiment_file(lab: Lab, run_id: str, experiment: Experiment) -> None:
+    from grokterm.lab.store import write_bytes_atomic
+
+    write_bytes_atomic(
+        lab.run_dir(run_id) / "experiment.toml", experiment_to_toml(experiment).encode()
+    )
+
+
+def start(lab: Lab, run_id: str, resume: bool = False, threads: int | None = None) -> None:
     """Start a queued run's process; if it cannot start, the run is marked crashed (it
     would otherwise stay queued for ever) and the failure raised as a LabError."""
     try:
-        backend_for(lab.get_run(run_id)).start(lab, run_id, resume)
+        backend_for(lab.get_run(run_id)).start(lab, run_id, resume, threads)
     except OSError as exc:
         try:
             lab.update_run(
@@ -67,6 +74,14 @@ def resume(lab: Lab, run_id: str) -> bool:
     """Continue a stopped or crashed run from its last checkpoint in a new process, or from
     step 0 if it ended before its first checkpoint; returns True in that case (a restart).
     Two resumes at once: one wins."""
+    restart = requeue(lab, run_id)
+    start(lab, run_id, resume=True)
+    return restart
+
+
+def requeue(lab: Lab, run_id: str) -> bool:
+    """Make a stopped or crashed run queued again, to be started with resume=True; returns
+    True when it has no checkpoint (it will restart from step 0)."""
 
     def refusal(record: RunRecord) -> str | None:
         status = live_view(lab, record).status
@@ -82,7 +97,6 @@ def resume(lab: Lab, run_id: str) -> bool:
     lab.update_run_if(
         run_id, refusal, status=RunStatus.QUEUED, reason=None, stop_requested=False, pid=None
     )
-    start(lab, run_id, resume=True)
     return restart
 
 

@@ -12,9 +12,12 @@ from grokterm.lab.records import RunRecord, StatusFile
 
 
 class Backend(Protocol):
-    def start(self, lab: Lab, run_id: str, resume: bool = False) -> None:
+    def start(
+        self, lab: Lab, run_id: str, resume: bool = False, threads: int | None = None
+    ) -> None:
         """Start the run's worker so that it outlives the caller, and record in the lab log
-        how to reach it. Raises OSError when it cannot start."""
+        how to reach it; ``threads`` caps its CPU threads (a sweep's share of the cores).
+        Raises OSError when it cannot start."""
 
     def stop(self, run: RunRecord, status: StatusFile) -> None:
         """Ask the run's live worker to checkpoint and end as stopped."""

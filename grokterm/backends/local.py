@@ -14,17 +14,23 @@ from grokterm.lab.records import RunRecord, StatusFile
 from grokterm.processes import pid_alive
 
 
-def worker_command(lab: Lab, run_id: str, resume: bool = False) -> list[str]:
+def worker_command(
+    lab: Lab, run_id: str, resume: bool = False, threads: int | None = None
+) -> list[str]:
     command = [sys.executable, "-m", "grokterm.engine.worker", "--lab", str(lab.root), run_id]
+    if threads:
+        command += ["--threads", str(threads)]
     return command + ["--resume"] if resume else command
 
 
 class LocalProcess:
-    def start(self, lab: Lab, run_id: str, resume: bool = False) -> None:
+    def start(
+        self, lab: Lab, run_id: str, resume: bool = False, threads: int | None = None
+    ) -> None:
         """Start the worker in its own session; its stdout and stderr go to run.log."""
         with open(lab.run_dir(run_id) / "run.log", "ab") as log:
             process = subprocess.Popen(
-                worker_command(lab, run_id, resume),
+                worker_command(lab, run_id, resume, threads),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

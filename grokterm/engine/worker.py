@@ -118,8 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lab", required=True)
     parser.add_argument("run_id")
     parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (a sweep's share)")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         outcome = execute(Lab(Path(args.lab)), args.run_id, resume=args.resume)
     except UserError as exc:

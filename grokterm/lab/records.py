@@ -80,6 +80,9 @@ class RunRecord(Stored):
     device: str | None = None
     data: dict[str, Any] | None = None
     stop_requested: bool = False
+    # A sweep's cell: the sweep's id and the cell's grid coordinates (dotted field -> value).
+    sweep: str | None = None
+    coords: dict[str, Any] | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -162,6 +165,36 @@ class StatusFile(Stored):
     @property
     def final(self) -> bool:
         return self.status in FINAL
+
+
+class SweepAxis(Stored):
+    field: str
+    values: list[Any]
+    replicate: bool = False  # seeds: repeats of a cell, not a coordinate of the diagram
+
+
+class SweepRecord(Stored):
+    """A sweep in the lab log's `sweeps` table: its definition, its cells (ordinary runs, in
+    grid order) and its scheduler process."""
+
+    id: str
+    seq: int = 0
+    name: str = ""
+    base: str = ""
+    preset: str | None = None
+    overrides: list[str] = []
+    axes: list[SweepAxis] = []
+    parallel: int = 1
+    cells: list[str] = []  # run ids
+    created: str | None = None
+    scheduler_pid: int | None = None
+    scheduler_started: int | None = None  # the process's start ticks (a reused pid is not it)
+    host: str | None = None
+    stop_requested: bool = False
+
+    @property
+    def diagram_axes(self) -> list[SweepAxis]:
+        return [axis for axis in self.axes if not axis.replicate]
 
 
 def _flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:

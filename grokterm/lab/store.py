@@ -25,13 +25,13 @@ from tinydb.storages import Storage
 from tinydb.table import Document
 
 from grokterm.errors import GrokError
-from grokterm.lab.records import Event, RunRecord, RunStatus
+from grokterm.lab.records import Event, RunRecord, RunStatus, SweepRecord
 
 RUN_STATUSES = tuple(status.value for status in RunStatus)
 NOTE_MAX_CHARS = 10_000
 # Tables whose rows are never deleted: a write that would leave fewer of them than the
 # file held is refused (it can only come from a bug or a stale read).
-_GROW_ONLY_TABLES = ("runs", "notes")
+_GROW_ONLY_TABLES = ("runs", "notes", "sweeps")
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 LOCK_TIMEOUT = 60.0
@@ -348,24 +348,19 @@ class Lab:
 
     def create_run(self, name: str, preset: str | None, config: dict, tags: list[str]) -> RunRecord:
         """Register a queued run, allocate its id and create its directories."""
-        clean = sanitize_name(name)
         with self._writing() as db:
-            runs = db.table("runs")
-            seq = 1 + max((row["seq"] for row in runs.all()), default=0)
-            # A directory may survive a lost or replaced lab log: never reuse it.
-            while (self.runs_dir / f"{clean}-{seq}").exists():
-                seq += 1
-            run = RunRecord(
-                id=f"{clean}-{seq}",
-                seq=seq,
-                name=name,
-                preset=preset,
-                config=config,
-                tags=list(tags),
-                created=now_iso(),
-            )
-            (self.runs_dir / run.id / "checkpoints").mkdir(parents=True)
-            runs.insert(run.to_json())
+            return self._insert_run(db, name=name, preset=preset, config=config, tags=list(tags))
+
+    def _insert_run(self, db: TinyDB, name: str, **fields: Any) -> RunRecord:
+        clean = sanitize_name(name)
+        runs = db.table("runs")
+        seq = 1 + max((row["seq"] for row in runs.all()), default=0)
+        # A directory may survive a lost or replaced lab log: never reuse it.
+        while (self.runs_dir / f"{clean}-{seq}").exists():
+            seq += 1
+        run = RunRecord(id=f"{clean}-{seq}", seq=seq, name=name, created=now_iso(), **fields)
+        (self.runs_dir / run.id / "checkpoints").mkdir(parents=True)
+        runs.insert(run.to_json())
         return run
 
     def update_run(self, run_id: str, **fields: Any) -> RunRecord:
@@ -446,6 +441,59 @@ class Lab:
     def _require_run(self, db: TinyDB, run_id: str) -> None:
         if not db.table("runs").contains(_by_id(run_id)):
             raise self._not_found(run_id)
+
+    # -- sweeps ------------------------------------------------------------------------
+
+    def create_sweep(
+        self, sweep: dict[str, Any], cells: list[tuple[dict[str, Any], dict[str, Any]]]
+    ) -> tuple[SweepRecord, list[RunRecord]]:
+        """Register a sweep and its cells, queued runs given as (coords, run fields), in
+        one write: a sweep is never recorded with only some of its cells."""
+        with self._writing() as db:
+            table = db.table("sweeps")
+            seq = 1 + max((row["seq"] for row in table.all()), default=0)
+            sweep_id = f"sweep-{seq}"
+            runs = [
+                self._insert_run(db, sweep=sweep_id, coords=coords, **fields)
+                for coords, fields in cells
+            ]
+            record = SweepRecord(
+                **sweep, id=sweep_id, seq=seq, cells=[run.id for run in runs], created=now_iso()
+            )
+            table.insert(record.to_json())
+        return record, runs
+
+    def update_sweep(self, sweep_id: str, **fields: Any) -> SweepRecord:
+        if {"id", "seq", "cells"} & fields.keys():
+            raise LabError("a sweep's id, seq and cells cannot be changed")
+        with self._writing() as db:
+            table = db.table("sweeps")
+            if not table.update(fields, _by_id(sweep_id)):
+                raise LabError(f"no sweep '{sweep_id}' in {self.root}")
+            return SweepRecord.model_validate(table.get(_by_id(sweep_id)))
+
+    def get_sweep(self, sweep_id: str) -> SweepRecord:
+        with self._reading() as db:
+            row = None if db is None else db.table("sweeps").get(_by_id(sweep_id))
+        if row is None:
+            raise LabError(f"no sweep '{sweep_id}' in {self.root}")
+        return SweepRecord.model_validate(row)
+
+    def list_sweeps(self) -> list[SweepRecord]:
+        rows = self._table_rows("sweeps")
+        return sorted((SweepRecord.model_validate(row) for row in rows), key=lambda r: r.seq)
+
+    def resolve_sweep(self, ref: str) -> str:
+        """A sweep's id from its id, its number or its name (the newest of that name)."""
+        sweeps = self.list_sweeps()
+        for sweep in sweeps:
+            if ref in (sweep.id, str(sweep.seq)):
+                return sweep.id
+        named = [sweep.id for sweep in sweeps if sweep.name == ref]
+        if named:
+            return named[-1]
+        known = ", ".join(sweep.id for sweep in sweeps[-5:]) or "none yet"
+        raise LabError(f"no sweep '{ref}' in {self.root} (sweeps: {known})")
 
     # -- notes -------------------------------------------------------------------------
 
