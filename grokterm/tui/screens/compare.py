@@ -11,6 +11,8 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from grokterm.lab.comparison import PHASE_ROWS
+from grokterm.lab.comparison import compare as compare_runs
 from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE
@@ -19,21 +21,8 @@ from grokterm.tui.series import RunSeries, Series
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 from grokterm.tui.widgets.chart import PALETTE, Curve, MetricChart, value_ticks
-from grokterm.views import compare as compare_runs
 
 SPLITS = ("test", "train")
-PHASE_ROWS = [
-    ("t1", "t1"),
-    ("t2", "t2 memorized"),
-    ("t3", "t3 comprehension"),
-    ("t4", "t4 generalized"),
-    ("t4-t2", "t4−t2"),
-    ("outcome", "outcome"),
-    ("train_acc", "final train acc"),
-    ("test_acc", "final test acc"),
-    ("status", "status"),
-    ("step", "step"),
-]
 # plotext colour names -> the same terminal colours for Rich (legend, table headers).
 PLOTEXT_CODES = {
     "black": 0, "red": 1, "green": 2, "orange": 3, "blue": 4, "magenta": 5, "cyan": 6,
