@@ -462,6 +462,7 @@ def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
     runs = exported_runs(lab, views)
     compared = compare(views)
     folder = files_folder(target)
+    created = not folder.is_dir()
     folder.mkdir(exist_ok=True)
     charts = write_charts(runs, folder)
     title = ", ".join(escape_markdown(run.id) for run in runs)
@@ -479,6 +480,8 @@ def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
         text, ww_images = run_section(lab, run, target, folder)
         parts.append(text)
         images += ww_images
+    if created and not images:
+        folder.rmdir()  # nothing to chart (a run that never probed): no empty folder
     write_bytes_atomic(target, "\n".join(parts).encode("utf-8"))
     return [target, *images]
 
