@@ -170,7 +170,6 @@ def tui_lab(tmp_path, monkeypatch, idle_process):
 # Pilot waits for the app's queues, not for an idle CPU (see tests/pilotkit.py).
 from pilotkit import pilot_waits_for_the_app_not_the_cpu  # noqa: E402, F401
 
-
 # --- compare and export fixtures (tests/test_cli_compare.py, tests/test_tui_compare_lablog.py)
 
 
