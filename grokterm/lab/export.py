@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -128,6 +129,7 @@ class ChartSpec:
     title: str
     metrics: list[tuple[str, str, dict]]
     ylog: bool = False
+    reference: tuple[float, str] | None = None  # a horizontal line (value, label)
 
 
 CHARTS = [
@@ -143,7 +145,12 @@ CHARTS = [
         ylog=True,
     ),
     ChartSpec("weight-norm", "weight norm ‖θ‖₂", [("weight_norm", "", {})]),
-    ChartSpec("alpha", "HTSR alpha, mean over layers", [("alpha_mean", "", {})]),
+    ChartSpec(
+        "alpha",
+        "HTSR alpha, mean over layers",
+        [("alpha_mean", "", {})],
+        reference=(2.0, "α = 2 (below: over-fit, per HTSR)"),
+    ),
     ChartSpec(
         "spectral-energy",
         "spectral energy of the log loss (DFT, last window)",
@@ -168,17 +175,20 @@ def per_step_loss(run: ExportedRun) -> Line:
     return Line("train (per step)", xs, ys, {"color": "grey", "alpha": 0.35, "lw": 0.7})
 
 
-def _figure():
+@contextmanager
+def _chart(path: Path, title: str):
+    """The axes of a new figure, written atomically to path (as PNG) when the block ends."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    return plt, *plt.subplots(figsize=(7.5, 3.8), dpi=110)
-
-
-def _save(plt, fig, path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=110)
     try:
+        yield ax
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
         fig.tight_layout()
         temp = path.with_name(f".{path.name}.tmp.png")
         fig.savefig(temp)
@@ -187,37 +197,33 @@ def _save(plt, fig, path: Path) -> None:
         plt.close(fig)
 
 
-def _plot(ax, line: Line, keep) -> bool:
+def _plot(ax, line: Line, keep) -> None:
     points = [(x, y) for x, y in zip(line.xs, line.ys, strict=True) if keep(x, y)]
     if points:
         ax.plot(*zip(*points, strict=True), label=line.label, **line.style)
-    return bool(points)
 
 
-def save_chart(path: Path, title: str, lines: list[Line], runs: list[ExportedRun], ylog: bool):
+def save_chart(path: Path, spec: ChartSpec, lines: list[Line], runs: list[ExportedRun]) -> bool:
     """A chart over log step with each run's phase events and notes marked in its colour;
     False (and no file) when there is nothing to plot."""
 
     def keep(x, y) -> bool:
-        return x > 0 and math.isfinite(y) and (y > 0 or not ylog)
+        return x > 0 and math.isfinite(y) and (y > 0 or not spec.ylog)
 
     if not any(keep(x, y) for line in lines for x, y in zip(line.xs, line.ys, strict=True)):
         return False
-    plt, fig, ax = _figure()
-    try:
+    with _chart(path, spec.title) as ax:
         for line in lines:
             _plot(ax, line, keep)
         for row, run in enumerate(runs):
             _mark_steps(ax, run, row)
+        if spec.reference:
+            value, label = spec.reference
+            ax.axhline(value, color="grey", lw=0.8, ls="--", label=label)
         ax.set_xscale("log")
-        if ylog:
+        if spec.ylog:
             ax.set_yscale("log")
         ax.set_xlabel("step")
-        _finish(ax, title)
-    except BaseException:
-        plt.close(fig)
-        raise
-    _save(plt, fig, path)
     return True
 
 
@@ -240,30 +246,18 @@ def _mark_steps(ax, run: ExportedRun, row: int) -> None:
         )
 
 
-def _finish(ax, title: str) -> None:
-    ax.set_title(title, loc="left", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-
-
 def save_trajectory(path: Path, runs: list[ExportedRun]) -> bool:
     """Test (solid) and train (dashed) loss against the weight norm, in step order, with
     each run's start, end and phase events on its path; False when nothing to plot."""
     paths = [(run, loss_against_norm(run)) for run in runs]
     if not any(points for _, by_split in paths for points in by_split.values()):
         return False
-    plt, fig, ax = _figure()
-    try:
+    with _chart(path, LU_TITLE) as ax:
         for run, by_split in paths:
             for split, points in by_split.items():
                 _trajectory(ax, run, split, points, label_runs=len(runs) > 1)
         ax.set_yscale("log")
         ax.set_xlabel("weight norm ‖θ‖₂")
-        _finish(ax, LU_TITLE)
-    except BaseException:
-        plt.close(fig)
-        raise
-    _save(plt, fig, path)
     return True
 
 
@@ -317,7 +311,7 @@ def write_charts(runs: list[ExportedRun], folder: Path) -> dict[str, Path]:
         if spec.name == "loss" and len(runs) == 1:
             lines.append(per_step_loss(runs[0]))
         path = folder / f"{spec.name}.png"
-        if save_chart(path, spec.title, lines, runs, spec.ylog):
+        if save_chart(path, spec, lines, runs):
             written[spec.title] = path
     path = folder / "loss-vs-norm.png"
     if save_trajectory(path, runs):
