@@ -75,7 +75,7 @@ class ExportedRun:
     columns: Columns
     events: list[Event]
     notes: list[dict[str, Any]] = field(default_factory=list)
-    note_labels: dict[int, str] = field(default_factory=dict)  # note id -> n1, n2, ...
+    note_labels: list[str | None] = field(default_factory=list)  # n1, n2, ... per note at a step
 
     @property
     def id(self) -> str:
@@ -85,9 +85,9 @@ class ExportedRun:
         """Phase events and notes at a step, as (step, label) for the charts."""
         phases = [(e.step, e.kind) for e in self.events if e.kind in PHASE_MARKS]
         notes = [
-            (note["step"], self.note_labels[note["id"]])
-            for note in self.notes
-            if note.get("step") is not None
+            (note["step"], label)
+            for note, label in zip(self.notes, self.note_labels, strict=True)
+            if label is not None
         ]
         return phases + notes
 
@@ -102,10 +102,12 @@ def exported_runs(lab: Lab, views: list[RunView]) -> list[ExportedRun]:
             events=lab.events(view.id),
             notes=lab.notes(view.id),
         )
-        for note in run.notes:
+        for note in run.notes:  # by position: an old lab log's notes may have no id
+            label = None
             if note.get("step") is not None:
                 counter += 1
-                run.note_labels[note["id"]] = f"n{counter}"
+                label = f"n{counter}"
+            run.note_labels.append(label)
         runs.append(run)
     return runs
 
@@ -373,9 +375,9 @@ def run_section(lab: Lab, run: ExportedRun, target: Path, folder: Path) -> tuple
     else:
         parts.append("No phase events were detected.")
     parts += ["", "### Notes", ""]
-    for note in run.notes:
+    for note, label in zip(run.notes, run.note_labels, strict=True):
         where = f"step {note['step']}" if note.get("step") is not None else "run"
-        mark = f"{run.note_labels[note['id']]}, " if note["id"] in run.note_labels else ""
+        mark = f"{label}, " if label else ""
         parts.append(f"- **{where}** ({mark}{note['time']}): {escape_markdown(note['text'])}")
     if not run.notes:
         parts.append("No notes.")
@@ -481,7 +483,7 @@ def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
 
 
 def _marks_legend(runs: list[ExportedRun]) -> str:
-    noted = any(run.note_labels for run in runs)
+    noted = any(any(run.note_labels) for run in runs)
     notes = "; notes at a step as dash-dotted lines labelled n1, n2, … (see each run's Notes)"
     return (
         "Steps on a log axis. Phase events t1–t4 are dotted lines in the run's colour"
