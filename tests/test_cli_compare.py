@@ -103,3 +103,12 @@ def test_single_and_old_runs_still_export(compare_lab, tmp_path):
     markdown = (tmp_path / "old.md").read_text()
     assert "| status | crashed |" in markdown and "## Charts" not in markdown
     assert not (tmp_path / "old_files").exists()
+
+
+def test_an_export_that_cannot_write_its_charts_writes_no_markdown(compare_lab, tmp_path):
+    lab, ids = compare_lab
+    (tmp_path / "report_files").write_text("a file where the charts' folder would go")
+    done = grokterm(lab.root, "export", ids["done"], "-o", str(tmp_path / "report.md"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("grokterm: error: cannot write the export ")
+    assert not (tmp_path / "report.md").exists()

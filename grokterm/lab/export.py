@@ -455,8 +455,15 @@ def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
         raise LabError(f"export target {target} must end in .md")
     if not target.parent.is_dir():
         raise LabError(f"export folder {target.parent} does not exist")
-    runs = exported_runs(lab, views)
-    compared = compare(views)
+    try:
+        return _write_export(lab, exported_runs(lab, views), compare(views), target)
+    except OSError as exc:  # a full disk, a read-only folder: the Markdown is not written
+        raise LabError(f"cannot write the export {target}: {exc.strerror or exc}") from None
+
+
+def _write_export(
+    lab: Lab, runs: list[ExportedRun], compared: dict[str, Any], target: Path
+) -> list[Path]:
     folder = files_folder(target)
     created = not folder.is_dir()
     folder.mkdir(exist_ok=True)
