@@ -254,10 +254,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     lab = lab_from(args)
     run_ids = [lab.resolve(ref) for ref in args.runs]
-    live.record_ended_runs(lab)  # a killed run is exported as crashed, not running
     default = f"{run_ids[0]}.md" if len(run_ids) == 1 else "grokterm-export.md"
     target = Path(args.output or default)
-    written = export_runs(lab, run_ids, target)
+    written = export_runs(lab, live.settled_views(lab, run_ids), target)
     for path in written:
         print(path)
     return 0
@@ -348,13 +347,14 @@ def sweep_action(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from grokterm import live, views
+    from grokterm.lab.comparison import compare
 
     lab = lab_from(args)
     run_ids = list(dict.fromkeys(lab.resolve(ref) for ref in args.runs))
     if len(run_ids) < 2:
         raise UsageError("compare: give at least two different runs")
-    runs = [live.live_view(lab, lab.get_run(run_id)) for run_id in run_ids]
-    comparison = views.compare(runs)
+    runs = live.marked_views(lab, [lab.get_run(run_id) for run_id in run_ids])
+    comparison = compare(runs)
     if args.json:
         dump_json(comparison)
     else:

@@ -98,8 +98,14 @@ def phase_marks(events: list[Event]) -> dict[str, dict[str, object]]:
 
 def live_views(lab: Lab) -> list[RunView]:
     """Every run's live view; a running run's phase marks come from its events so far."""
+    return marked_views(lab, lab.list_runs())
+
+
+def marked_views(lab: Lab, records: list[RunRecord]) -> list[RunView]:
+    """These runs' live views with their phase marks so far: what `ls`, `compare` and
+    exports show, so a running run's t2 reads the same everywhere."""
     marks = phase_marks(lab.events())
-    return [with_marks(live_view(lab, record), marks.get(record.id)) for record in lab.list_runs()]
+    return [with_marks(live_view(lab, record), marks.get(record.id)) for record in records]
 
 
 def with_marks(view: RunView, marks: dict[str, Any] | None) -> RunView:
@@ -129,3 +135,10 @@ def record_ended_runs(lab: Lab) -> list[str]:
             )
             settled.append(record.id)
     return settled
+
+
+def settled_views(lab: Lab, run_ids: list[str]) -> list[RunView]:
+    """The marked views of these runs after recording the end of any that ended unseen,
+    so an export calls a killed run crashed, not running."""
+    record_ended_runs(lab)
+    return marked_views(lab, [lab.get_run(run_id) for run_id in run_ids])

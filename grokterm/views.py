@@ -10,7 +10,8 @@ from rich.table import Table
 
 from grokterm.config import Experiment
 from grokterm.lab import data_text
-from grokterm.lab.records import PHASE_MARKS, Event, RunView, outcome_of
+from grokterm.lab.comparison import PHASE_ROWS
+from grokterm.lab.records import Event, RunView, outcome_of
 
 
 def fmt(value: Any, digits: int = 3) -> str:
@@ -106,40 +107,6 @@ def print_run(
         out.print(f"  {note['time'][:16].replace('T', ' ')}  {where}: {note['text']}", markup=False)
 
 
-def config_diff(runs: list[RunView]) -> dict[str, list[Any]]:
-    """Only the config fields whose values differ between the runs."""
-    flats = [view.flat_config() for view in runs]
-    keys = sorted(set().union(*flats))
-    return {
-        key: [flat.get(key) for flat in flats]
-        for key in keys
-        if len({repr(flat.get(key)) for flat in flats}) > 1
-    }
-
-
-def phase_timings(view: RunView) -> dict[str, Any]:
-    summary = view.summary
-    marks = {k: summary.get(k) for k in PHASE_MARKS}
-    gap = marks["t4"] - marks["t2"] if marks["t4"] is not None and marks["t2"] is not None else None
-    return {
-        **marks,
-        "t4-t2": gap,
-        "outcome": summary.get("phase"),
-        "train_acc": view.metric("train_acc"),
-        "test_acc": view.metric("test_acc"),
-        "status": view.status.value,
-        "step": view.step,
-    }
-
-
-def compare(runs: list[RunView]) -> dict[str, Any]:
-    return {
-        "runs": [view.id for view in runs],
-        "config_diff": config_diff(runs),
-        "phases": {view.id: phase_timings(view) for view in runs},
-    }
-
-
 def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
     ids = comparison["runs"]
     diff = Table(title="config fields that differ", title_justify="left")
@@ -156,9 +123,8 @@ def print_comparison(out: Console, comparison: dict[str, Any]) -> None:
     phases.add_column("")
     for run_id in ids:
         phases.add_column(run_id)
-    rows = next(iter(comparison["phases"].values())).keys()
-    for row in rows:
-        phases.add_row(row, *(fmt(comparison["phases"][run_id][row]) for run_id in ids))
+    for key, label in PHASE_ROWS:
+        phases.add_row(label, *(fmt(comparison["phases"][run_id][key]) for run_id in ids))
     out.print(phases)
 
 

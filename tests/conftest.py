@@ -169,3 +169,76 @@ def tui_lab(tmp_path, monkeypatch, idle_process):
 
 # Pilot waits for the app's queues, not for an idle CPU (see tests/pilotkit.py).
 from pilotkit import pilot_waits_for_the_app_not_the_cpu  # noqa: E402, F401
+
+# --- compare and export fixtures (tests/test_cli_compare.py, tests/test_tui_compare_lablog.py)
+
+
+def probed_records(total: int, t2: int, t4: int | None) -> list[dict]:
+    """synthetic_records with the HTSR alpha and spectral energy the exports chart."""
+    records = synthetic_records(total, t2, t4)
+    for record in records:
+        if "train_acc" in record:
+            progress = record["step"] / total
+            record["alpha_mean"] = 5.0 - 2.5 * progress
+            record["spectral/energy"] = 2.0 * _math.exp(-3.0 * progress) + 0.01
+    return records
+
+
+def build_compare_lab(root: _Path, live_pid: int) -> tuple:
+    """Two modadd-mlp runs differing in optim.lr: "done" finished (t2 250, t4 4450, notes),
+    "live" still running with t1 and t2 = 150 detected and no end summary yet, and "old",
+    crashed before a probe, with no metric stream at all. Returns (lab, ids)."""
+    from grokterm.lab import Lab, MetricStream, write_json_atomic
+    from grokterm.presets import load_experiment
+
+    lab = Lab(root)
+    ids = {}
+    for key, lr in (("done", "1e-3"), ("live", "3e-3"), ("old", "1e-2")):
+        preset, exp = load_experiment("modadd-mlp", ["schedule.steps=6000", f"optim.lr={lr}"])
+        ids[key] = lab.create_run(exp.name, preset, exp.model_dump(mode="json"), []).id
+    done, live = ids["done"], ids["live"]
+    with MetricStream(lab.run_dir(done) / "metrics.jsonl") as stream:
+        for record in probed_records(6000, t2=250, t4=4450):
+            stream.append(record)
+    lab.add_events(
+        done,
+        [
+            _event(100, "t1", "train acc 0.512 ≥ 0.5"),
+            _event(250, "t2", "memorized: train acc 0.993 ≥ 0.99"),
+            _event(4450, "t4", "generalized: test acc 0.951 ≥ 0.95"),
+            _event(4450, "outcome", "grokking: t4 - t2 = 4200 steps > 1000"),
+        ],
+    )
+    summary = {"t1": 100, "t2": 250, "t4": 4450, "phase": "grokking", "train_acc": 1.0}
+    lab.update_run(done, status="finished", step=6000, summary=summary)
+    lab.add_note("memorized here", run_id=done, step=250)
+    lab.add_note("a clean grokking curve", run_id=done)
+
+    with MetricStream(lab.run_dir(live) / "metrics.jsonl") as stream:
+        for record in probed_records(6000, t2=150, t4=None)[:121]:  # up to step 1200
+            stream.append(record)
+    lab.add_events(
+        live,
+        [
+            _event(60, "t1", "train acc 0.52 ≥ 0.5"),
+            _event(150, "t2", "memorized: train acc 0.991 ≥ 0.99"),
+        ],
+    )
+    lab.update_run(live, status="running", pid=live_pid, device="cpu")
+    write_json_atomic(
+        lab.run_dir(live) / "status.json",
+        {
+            "status": "running", "pid": live_pid, "host": None, "device": "cpu",
+            "heartbeat": _time.time() + 3600.0,  # fresh for the whole test
+            "step": 1200, "total": 6000,
+            "latest": {"loss": 0.05, "train_acc": 0.99, "test_acc": 0.03},
+        },
+    )  # fmt: skip
+    lab.update_run(ids["old"], status="crashed", step=0, reason="killed", summary={})
+    return lab, ids
+
+
+@_pytest.fixture
+def compare_lab(tmp_path, idle_process):
+    """(lab, ids) of build_compare_lab in tmp_path/lab."""
+    return build_compare_lab(tmp_path / "lab", live_pid=idle_process.pid)

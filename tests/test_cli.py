@@ -398,17 +398,17 @@ def test_export_two_runs_with_charts_and_escaped_notes(shared, tmp_path):
     printed = ok(cli("export", a, b, "-o", str(target), lab=lab)).split()
     assert Path(printed[0]) == target
     md = target.read_text()
-    pngs = sorted(out_dir.glob("*.png"))
-    assert {p.name for p in pngs} == {
-        f"lab-log-{run}-{kind}.png"
-        for run in (a, b)
-        for kind in ("accuracy", "loss", "loss-vs-norm")
-    }
+    assert not list(out_dir.glob("*.png"))  # in the folder beside the Markdown
+    pngs = sorted((out_dir / "lab-log_files").glob("*.png"))
+    names = {"accuracy", "loss", "weight-norm", "alpha", "spectral-energy", "loss-vs-norm"}
+    assert {p.stem for p in pngs} == names  # each overlays both runs
     assert sorted(Path(p) for p in printed[1:]) == pngs
     for png in pngs:
         assert png.read_bytes()[:8] == PNG_MAGIC
-        assert f"]({png.name})" in md  # linked by relative name
-    for heading in ("Phase timeline", "Summary", "Notes", "Charts", "Config"):
+        assert f"](lab-log_files/{png.name})" in md  # linked by relative path
+    for heading in ("Runs", "Phase timings (steps)", "Config", "Charts"):
+        assert f"\n## {heading}\n" in md
+    for heading in ("Phase timeline", "Summary", "Notes"):
         assert f"### {heading}" in md
     # the user's text is literal: no HTML, no emphasis, no extra table cells
     assert "<script>" not in md and "</script>" not in md
@@ -431,19 +431,21 @@ def test_export_two_runs_with_charts_and_escaped_notes(shared, tmp_path):
             current = []
     if current:
         tables.append(current)
-    assert len(tables) >= 6  # overview, timeline, summary, config for each run
+    assert len(tables) >= 8  # runs, timings, diff, unchanged config; timeline, summary each
     for rows in tables:
         assert len({unescaped_pipes(row) for row in rows}) == 1, rows
-    config_rows = section(md, a, "Config")[2:]
-    config_fields = [row.split("|")[1].strip().replace("\\", "") for row in config_rows]
-    assert "task.p" in config_fields and "optim.lr" in config_fields
+    config = md.split("\n## Config\n", 1)[1].split("\n## ", 1)[0]
+    differ, unchanged = config.split("<details>")
+    assert "| optim.lr | 0.001 | 0.003 |" in differ and "task.p" not in differ
+    assert "| task.p | 23 |" in unchanged
 
 
 def test_export_default_names(shared, tmp_path):
     lab, a, b = shared["lab"], shared["a"], shared["b"]
     ok(cli("export", a, lab=lab, cwd=tmp_path))
     assert (tmp_path / f"{a}.md").is_file()
-    assert (tmp_path / f"{a}-{a}-accuracy.png").read_bytes()[:8] == PNG_MAGIC
+    assert (tmp_path / f"{a}_files" / "accuracy.png").read_bytes()[:8] == PNG_MAGIC
+    assert not list(tmp_path.glob("*.png"))  # nothing loose in the current directory
     ok(cli("export", a, b, lab=lab, cwd=tmp_path))
     assert (tmp_path / "grokterm-export.md").is_file()
     usage_error(cli("export", a, "-o", str(tmp_path / "out.txt"), lab=lab))
@@ -456,7 +458,7 @@ def test_export_links_survive_spaces_in_the_file_name(shared, tmp_path):
     target = tmp_path / "my report.md"
     ok(cli("export", a, "-o", str(target), lab=lab))
     links = re.findall(r"!\[[^\]]*\]\(([^)]*)\)", target.read_text())
-    assert len(links) == 3  # accuracy, loss, loss against weight norm
+    assert len(links) == 6  # accuracy, loss, norm, alpha, spectral energy, LU view
     for link in links:
         # BUG export.py run_section: `![kind](name with spaces.png)` is not a link in
         # CommonMark/GitHub; the destination must be <...>-wrapped or percent-encoded.

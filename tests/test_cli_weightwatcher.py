@@ -156,15 +156,15 @@ def test_export_has_the_weightwatcher_section_and_esd_plots(analysed, tmp_path):
     done = grokterm(lab, "export", "1", "-o", str(target))
     assert done.returncode == 0, done.stderr
     text = target.read_text()
-    section = text.split("### WeightWatcher", 1)[1].split("### Config", 1)[0]
+    section = text.split("### WeightWatcher", 1)[1].split("\n## ", 1)[0]
     assert "on the checkpoint at step 40" in section and "on the checkpoint at step 60" in section
     assert "| layer | α WW | α live |" in section
-    images = sorted(tmp_path.glob("out-modadd-mlp-1-ww-*.png"))
+    images = sorted((tmp_path / "out_files").glob("modadd-mlp-1-ww-*.png"))
     assert len(images) == 6  # 3 layers x 2 checkpoints
     for image in images:
         assert image.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
-        assert f"]({image.name})" in section
-    assert not list(tmp_path.glob(".*"))  # no temp files left
+        assert f"](out_files/{image.name})" in section
+    assert not list(tmp_path.glob(".*")) and not list((tmp_path / "out_files").glob(".*"))
 
 
 def test_run_without_checkpoint_is_a_clear_error(tmp_path):

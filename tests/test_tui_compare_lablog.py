@@ -359,3 +359,74 @@ async def test_lab_log_adds_a_lab_note_and_opens_a_run(two_runs, tmp_path):
         await wait_for(pilot, lambda: type(app.screen).__name__ == "MonitorScreen", "a monitor")
         await settle(app, pilot)
         assert app.screen.run_id == fast
+
+
+# --- compare on a lab written directly: live timings, markers, LU view, export ------------
+
+
+async def open_compare(app: GrokApp, pilot, run_ids: list[str]) -> CompareScreen:
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs")
+    await settle(app, pilot)
+    app.post_message(OpenCompare(run_ids))
+    return await compare_loaded(pilot)
+
+
+async def test_compare_shows_a_running_runs_timings_and_each_runs_phase_markers(
+    compare_lab, tmp_path
+):
+    lab, ids = compare_lab
+    done, live = ids["done"], ids["live"]
+    app = GrokApp(lab, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_compare(app, pilot, [done, live])
+        phases = screen.query_one("#compare-phases", DataTable)
+        # The running run has no end summary yet: its marks come from its events, as in ls.
+        assert phases.get_cell("t2", live) == "150" and phases.get_cell("t1", live) == "60"
+        assert cell_text(phases.get_cell("status", live)) == "running"
+        assert phases.get_cell("t2", done) == "250"
+
+        status = str(screen.query_one("#compare-status", Static).content)
+        assert f"1 ━━ {done}" in status and f"2 ━━ {live}" in status
+        for chart_id in ("#cmp-accuracy", "#cmp-loss", "#cmp-norm", "#cmp-extra"):
+            labels = {marker.label for marker in screen.query_one(chart_id).markers}
+            assert {"t1·1", "t2·1", "t4·1", "t1·2", "t2·2"} == labels, chart_id
+        for chart_id in ("#cmp-accuracy", "#cmp-loss"):  # tall enough to read at 120x40
+            assert screen.query_one(chart_id).region.height >= 15
+
+
+async def test_compare_lu_view_shows_the_direction_of_time(compare_lab, tmp_path):
+    lab, ids = compare_lab
+    app = GrokApp(lab, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_compare(app, pilot, [ids["done"], ids["live"]])
+        await pilot.press("u")
+        chart = screen.query_one("#cmp-lu-test")
+        await wait_for(pilot, lambda: chart.display and len(chart.curves) == 2, "the LU view")
+        assert "time runs ○ → ●" in chart.title
+        chart.rebuild()
+        drawn = chart.render().plain
+        assert drawn.count("○") >= 1 and drawn.count("●") >= 1  # each path's start and end
+
+
+async def test_compare_exports_one_comparison_with_its_charts_in_a_folder(compare_lab, tmp_path):
+    lab, ids = compare_lab
+    done, live = ids["done"], ids["live"]
+    app = GrokApp(lab, export_dir=tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_compare(app, pilot, [done, live])
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.focused, Input), "the export prompt")
+        await pilot.press("enter")  # the default path in export_dir
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.md")), "the export file")
+        await settle(app, pilot)
+        assert app.screen is screen
+    [target] = tmp_path.glob("*.md")
+    markdown = target.read_text()
+    assert f"| field | {done} | {live} |" in markdown
+    assert "| optim.lr | 0.001 | 0.003 |" in markdown
+    assert "| t2 memorized | 250 | 150 |" in markdown
+    folder = tmp_path / f"{target.stem}_files"
+    pngs = sorted(folder.glob("*.png"))
+    assert len(pngs) == 6 and not list(tmp_path.glob("*.png"))
+    for png in pngs:
+        assert f"]({target.stem}_files/{png.name})" in markdown

@@ -203,11 +203,11 @@ class GrokApp(App):
 
     @work(thread=True, exit_on_error=False, group="export", name="export")
     def write_export(self, run_ids: list[str], target: Path) -> None:
-        from grokterm.lab.export import export_runs
+        from grokterm.lab.export import export_runs, files_folder
 
-        live.record_ended_runs(self.lab)  # a killed run is exported as crashed
-        written = export_runs(self.lab, run_ids, target)
-        message = f"Exported to {written[0]} with {len(written) - 1} chart(s)"
+        written = export_runs(self.lab, live.settled_views(self.lab, run_ids), target)
+        charts = f"{len(written) - 1} chart(s) in {files_folder(written[0]).name}/"
+        message = f"Exported to {written[0]} with {charts}"
         self.call_from_thread(self.notify, message)
 
     # --- command palette: the current screen's actions -----------------------------------

@@ -11,6 +11,9 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
 from textual.widgets import DataTable, Footer, Header, Label, Static
 
+from grokterm.lab.comparison import PHASE_ROWS
+from grokterm.lab.comparison import compare as compare_runs
+from grokterm.lab.records import PHASE_MARKS
 from grokterm.tui import bindings, messages
 from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
 from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE
@@ -18,22 +21,11 @@ from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
-from grokterm.tui.widgets.chart import PALETTE, Curve, MetricChart, value_ticks
-from grokterm.views import compare as compare_runs
+from grokterm.tui.widgets.chart import PALETTE, Curve, Marker, MetricChart, value_ticks
 
 SPLITS = ("test", "train")
-PHASE_ROWS = [
-    ("t1", "t1"),
-    ("t2", "t2 memorized"),
-    ("t3", "t3 comprehension"),
-    ("t4", "t4 generalized"),
-    ("t4-t2", "t4−t2"),
-    ("outcome", "outcome"),
-    ("train_acc", "final train acc"),
-    ("test_acc", "final test acc"),
-    ("status", "status"),
-    ("step", "step"),
-]
+START, END = "○", "●"  # a trajectory's first and last point in the LU view
+LU_TIME = f"time runs {START} → {END}"
 # plotext colour names -> the same terminal colours for Rich (legend, table headers).
 PLOTEXT_CODES = {
     "black": 0, "red": 1, "green": 2, "orange": 3, "blue": 4, "magenta": 5, "cyan": 6,
@@ -89,7 +81,17 @@ def phase_cell(key: str, value: Any) -> Any:
 
 class TrajectoryChart(MetricChart):
     """A curve in the (weight norm, loss) plane: x is ‖θ‖ on a linear axis, points in step
-    order, so the line is the path the run took (Liu et al. 2023, "Omnigrok")."""
+    order, so the line is the path the run took (Liu et al. 2023, "Omnigrok"); each path
+    starts at ○ and ends at ●, so the direction of time reads without colour."""
+
+    def rebuild(self) -> None:
+        super().rebuild()
+        buckets = max(10, self.size.width)
+        for curve in self.curves:
+            xs, ys = self._prepared(curve.series, buckets)
+            if xs:
+                self.plt.scatter([xs[0]], [ys[0]], marker=START, color=curve.color)
+                self.plt.scatter([xs[-1]], [ys[-1]], marker=END, color=curve.color)
 
     def _prepared(self, series: Series, buckets: int) -> tuple[list[float], list[float]]:
         n = min(len(series.steps), len(series.values))
@@ -155,8 +157,10 @@ class CompareScreen(ChartScreen):
             with Grid(id="compare-charts"):
                 yield AccuracyChart("accuracy", id="cmp-accuracy")
                 yield MetricChart("loss", log_y=True, id="cmp-loss")
-                yield TrajectoryChart("train loss vs ‖θ‖", log_y=True, id="cmp-lu-train")
-                yield TrajectoryChart("test loss vs ‖θ‖", log_y=True, id="cmp-lu-test")
+                yield TrajectoryChart(
+                    f"train loss vs ‖θ‖, {LU_TIME}", log_y=True, id="cmp-lu-train"
+                )
+                yield TrajectoryChart(f"test loss vs ‖θ‖, {LU_TIME}", log_y=True, id="cmp-lu-test")
                 yield MetricChart("weight norm ‖θ‖", id="cmp-norm")
                 yield MetricChart("other metric (m)", id="cmp-extra")
             with Horizontal(id="compare-tables"):
@@ -222,13 +226,17 @@ class CompareScreen(ChartScreen):
     def colour(self, run_id: str) -> str:
         return run_colour(self.run_ids, run_id)
 
+    def number(self, run_id: str) -> int:
+        """The run's number on the charts' phase markers (t2·1), its place in the compare."""
+        return self.run_ids.index(run_id) + 1
+
     def run_header(self, run_id: str) -> Text:
         return Text(run_id, style=f"bold {rich_colour(self.colour(run_id))}")
 
     def update_status(self) -> None:
         text = Text()
         for run_id in self.present or self.run_ids:
-            text.append("━━ ", style=rich_colour(self.colour(run_id)))
+            text.append(f"{self.number(run_id)} ━━ ", style=rich_colour(self.colour(run_id)))
             text.append(f"{run_id}  ")
         axis = "log" if self.log_x else "linear"
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
@@ -291,13 +299,25 @@ class CompareScreen(ChartScreen):
             if len(s.get(metric))
         ]
 
+    def markers(self) -> list[Marker]:
+        """Each run's phase events t1..t4, numbered by run: t2·1 is run 1's t2."""
+        snapshot = self.state.snapshot
+        return [
+            Marker(event.step, f"{event.kind}·{self.number(run_id)}")
+            for run_id in self.present
+            for event in snapshot.events_of(run_id)
+            if event.kind in PHASE_MARKS
+        ]
+
     def update_charts(self) -> None:
         series = self.series()
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
         extras = self.extra_names()
         if self.extra_metric not in extras:
             self.extra_metric = extras[0] if extras else None
-        version = (tuple(s.version for s in series.values()), self.split, self.extra_metric)
+        markers = self.markers()
+        streams = tuple(s.version for s in series.values())
+        version = (streams, tuple(markers), self.split, self.extra_metric)
         split = self.split
         charts: list[tuple[str, str, list[Curve]]] = [
             ("#cmp-accuracy", f"{split} accuracy", self.curves(series, f"{split}_acc")),
@@ -311,7 +331,7 @@ class CompareScreen(ChartScreen):
             chart = self.query_one(selector, MetricChart)
             chart.title = title
             chart.configure(log_x=self.log_x, smoothing=smoothing)
-            chart.show(curves, [], version)
+            chart.show(curves, markers, version)
         for selector, loss in (("#cmp-lu-train", "train_loss"), ("#cmp-lu-test", "test_loss")):
             curves = [
                 Curve(run_id, loss_vs_norm(s, loss), self.colour(run_id))
