@@ -290,8 +290,13 @@ def start_sweep(args: argparse.Namespace) -> int:
         sweep_spec, cells = spec.from_file(path, overrides, args.parallel)
     else:
         sweep_spec, cells = spec.from_command_line(
-            args.target, args.grid or [], args.set, args.seeds, args.steps,
-            args.parallel or 1, args.name,
+            args.target,
+            args.grid or [],
+            args.set,
+            args.seeds,
+            args.steps,
+            args.parallel or 1,
+            args.name,
         )
     if args.name:
         sweep_spec = sweep_spec.model_copy(update={"name": args.name})

@@ -120,6 +120,8 @@ def views(lab: Lab) -> list[SweepView]:
 def stop(lab: Lab, sweep_id: str, timeout: float = 30.0) -> list[str]:
     """Stop the scheduler first (so that it starts nothing more), then every training cell;
     returns the ids of the cells asked to stop."""
+    if view(lab, lab.get_sweep(sweep_id)).state == "finished":
+        raise LabError(f"{sweep_id} has finished: nothing to stop")
     sweep = lab.update_sweep(sweep_id, stop_requested=True)
     if scheduler_alive(sweep):
         os.kill(sweep.scheduler_pid, signal.SIGTERM)
@@ -142,7 +144,12 @@ def resume(lab: Lab, sweep_id: str) -> dict[str, Any]:
     sweep = lab.get_sweep(sweep_id)
     if scheduler_alive(sweep):
         raise LabError(f"{sweep_id} is already being scheduled (pid {sweep.scheduler_pid})")
-    requeued = [cell.id for cell in view(lab, sweep).cells if cell.status in RESUMABLE]
+    cells = view(lab, sweep).cells
+    requeued = [cell.id for cell in cells if cell.status in RESUMABLE]
+    if not requeued and not any(is_waiting(cell) for cell in cells):
+        raise LabError(
+            f"{sweep_id}: every cell has ended (finished or diverged); nothing to resume"
+        )
     for run_id in requeued:
         launcher.requeue(lab, run_id)
     start_scheduler(lab, sweep_id)

@@ -67,9 +67,7 @@ def _loop(lab: Lab, sweep_id: str, poll: float) -> int:
         cells = [records[run_id] for run_id in sweep.cells if run_id in records]
         waiting = [cell for cell in cells if is_waiting(cell)]
         training = [
-            cell
-            for cell in cells
-            if not is_waiting(cell) and live_view(lab, cell).status in ACTIVE
+            cell for cell in cells if not is_waiting(cell) and live_view(lab, cell).status in ACTIVE
         ]
         if not waiting and not training:
             return 0

@@ -154,9 +154,7 @@ def _tidy(value: float) -> float:
 def seed_axis(seeds: int, base_seed: int) -> Axis:
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: expected at least 1")
-    return Axis(
-        field=SEED_FIELD, values=[base_seed + k for k in range(seeds)], replicate=True
-    )
+    return Axis(field=SEED_FIELD, values=[base_seed + k for k in range(seeds)], replicate=True)
 
 
 def expand(spec: SweepSpec, base: dict[str, Any]) -> list[Cell]:
@@ -279,7 +277,7 @@ def from_file(
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) in [sweep]: {', '.join(unknown)}")
     if not isinstance(table.get("base"), str):
-        raise ConfigError(f"{path}: [sweep] needs base = \"PRESET or FILE.toml\"")
+        raise ConfigError(f'{path}: [sweep] needs base = "PRESET or FILE.toml"')
     overrides = [f"{key}={_toml_text(value)}" for key, value in (table.get("set") or {}).items()]
     overrides += list(extra_overrides or [])
     if table.get("steps") is not None:
