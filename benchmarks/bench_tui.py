@@ -15,7 +15,7 @@
     idle CPU <= 10%.
 
     python benchmarks/bench_tui.py [--repeats 7] [--redraws 20] [--runs 50]
-        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy]
+        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy|redraw]
 
 Prints one summary line per figure at the end.
 """
@@ -396,9 +396,12 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=100, help="live runs in the busy lab")
     parser.add_argument("--keys", type=int, default=15, help="keys timed on the busy lab")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
-    parser.add_argument("--only", choices=["busy"], help="run only this part")
+    parser.add_argument("--only", choices=["busy", "redraw"], help="run only this part")
     args = parser.parse_args()
 
+    if args.only == "redraw":
+        print_redraw(bench_redraw(args.redraws), args)
+        return
     busy = bench_busy_lab(args.busy_runs, args.live, args.keys, args.idle)
     print_busy(busy, args)
     if args.only == "busy":
@@ -421,14 +424,17 @@ def main() -> None:
         f"{start['import_textual']:.3f} s (ratio {start['import'] / start['import_textual']:.2f}); "
         f"torch/weightwatcher imported: {', '.join(start['heavy']) or 'no'}"
     )
+    print_redraw(redraw, args)
+    print_busy(busy, args)
+
+
+def print_redraw(redraw: dict[int, float], args: argparse.Namespace) -> None:
     small, large = redraw[10**3], redraw[10**6]
     print(
         f"redraw: MetricChart {COLS}x{ROWS} rebuild+render, 10^6 points {large * 1e3:.1f} ms vs "
         f"10^3 points {small * 1e3:.1f} ms, ratio {large / small:.1f} "
         f"(median of {args.redraws})"
     )
-
-    print_busy(busy, args)
 
 
 def print_busy(busy: dict[str, float], args: argparse.Namespace) -> None:

@@ -1,8 +1,14 @@
 """A metric chart: log-step axis drawn by hand, EMA with the raw curve faded behind,
-event markers, and redraws throttled to a timer and downsampled to the widget's width.
+event markers, reference lines, and redraws throttled to a timer and downsampled to the
+widget's width.
 
 plotext 5's own log scale fails on a second build (DESIGN §9), so x (and y for losses) are
 plotted as log10 values with hand-made tick labels.
+
+The title and legend are one line drawn by the widget above plotext's canvas, so nothing
+plotext draws (event labels) can land on them. Each curve has a glyph of its own besides its
+colour (train and test differ by a grey level only under NO_COLOR): the first is a plain
+braille line, the others carry their glyph every few columns, and the legend shows them.
 """
 
 from __future__ import annotations
@@ -11,20 +17,42 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from rich.text import Text
 from textual_plotext import PlotextPlot
 
-from grokterm.tui.series import Series, StepSeries, ema, log_ticks
+from grokterm.tui.series import (
+    Series,
+    StepSeries,
+    linear_ticks,
+    log_ticks,
+    smoothing_horizon,
+    step_ema,
+)
 
 PALETTE = ["cyan+", "orange+", "green+", "magenta+", "blue+", "red+", "yellow", "cyan", "orange"]
+GLYPHS = ["", "x", "+", "o", "*", "#", "%", "@"]  # a curve's marks, by its place in the chart
 FADED = "gray"
 REDRAW_SECONDS = 0.2
+GLYPH_EVERY = 12  # columns between two marks of one curve
+Y_LABELS_WIDTH = 6  # columns left of the canvas (y tick labels, axis), about
+LABEL_ROWS = 1  # rows kept free of data at the top of the canvas for event labels
+# plotext colour names -> the same terminal colours for Rich (the legend).
+PLOTEXT_CODES = {
+    "black": 0, "red": 1, "green": 2, "orange": 3, "blue": 4, "magenta": 5, "cyan": 6,
+    "gray+": 7, "gray": 8, "red+": 9, "green+": 10, "orange+": 11, "blue+": 12,
+    "magenta+": 13, "cyan+": 14, "white": 15,
+}  # fmt: skip
 
 
 @dataclass
 class Curve:
+    """One line. ``glyph`` None: the chart's next one (GLYPHS); "" for a plain line. A curve
+    without a label is drawn but left out of the legend (say, one of many layers)."""
+
     label: str
     series: Series | StepSeries
     color: str
+    glyph: str | None = None
 
 
 @dataclass
@@ -33,10 +61,36 @@ class Marker:
     label: str
 
 
+@dataclass
+class Reference:
+    """A horizontal line at a fixed value (alpha = 2 on the HTSR chart), in the legend."""
+
+    value: float
+    label: str
+    color: str = "gray+"
+
+
+def rich_colour(plotext_colour: str) -> str:
+    code = PLOTEXT_CODES.get(plotext_colour)
+    return f"color({code})" if code is not None else plotext_colour
+
+
 def value_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units)."""
     first, last = math.floor(lo), math.ceil(hi)
     return [float(p) for p in range(first, last + 1)], [f"1e{p}" for p in range(first, last + 1)]
+
+
+def glyph_points(
+    xs: list[float], ys: list[float], x_lo: float, x_hi: float, count: int, offset: float
+) -> tuple[list[float], list[float]]:
+    """``count`` points evenly spread over x_lo..x_hi (shifted by ``offset`` of a gap, so two
+    curves' glyphs do not fall on the same column), on the curve xs, ys where it has data."""
+    if count < 1 or len(xs) < 2 or x_hi <= x_lo:
+        return [], []
+    gap = (x_hi - x_lo) / count
+    at = [x for x in x_lo + gap * (np.arange(count) + offset) if xs[0] <= x <= xs[-1]]
+    return at, np.interp(at, xs, ys).tolist()
 
 
 class MetricChart(PlotextPlot):
@@ -46,14 +100,19 @@ class MetricChart(PlotextPlot):
     MetricChart { height: 1fr; min-height: 8; }
     """
 
-    def __init__(self, title: str, log_y: bool = False, **kwargs) -> None:
+    def __init__(
+        self, title: str, log_y: bool = False, references: list[Reference] | None = None, **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.title = title
         self.log_x = True
         self.log_y = log_y
         self.smoothing = 0.0
+        self.x_range: tuple[float, float] | None = None
+        self.references = references or []
         self.curves: list[Curve] = []
         self.markers: list[Marker] = []
+        self.header = Text()
         self._version: object = None
         self._dirty = True
 
@@ -66,9 +125,13 @@ class MetricChart(PlotextPlot):
             self.curves, self.markers, self._version = curves, markers, version
             self._dirty = True
 
-    def configure(self, *, log_x: bool, smoothing: float) -> None:
-        if (log_x, smoothing) != (self.log_x, self.smoothing):
-            self.log_x, self.smoothing = log_x, smoothing
+    def configure(
+        self, *, log_x: bool, smoothing: float, x_range: tuple[float, float] | None = None
+    ) -> None:
+        """x_range: the steps the x axis spans (the same for every chart of a run, so that
+        their event lines line up); None: the data's own range."""
+        if (log_x, smoothing, x_range) != (self.log_x, self.smoothing, self.x_range):
+            self.log_x, self.smoothing, self.x_range = log_x, smoothing, x_range
             self._dirty = True
 
     def on_resize(self) -> None:
@@ -80,35 +143,88 @@ class MetricChart(PlotextPlot):
             self.rebuild()
             self.refresh()
 
+    def render(self) -> Text:
+        rows = self.header.wrap(self.app.console, max(self.size.width, 1), overflow="ellipsis")
+        plot = self._plot
+        height = max(self.size.height - len(rows), 1)
+        plot.plotsize(self.size.width, height)
+        plot._set_size(self.size.width, height)  # as PlotextPlot.render: resizing needs both
+        plot.theme(self._get_plotext_theme_name(self.app.theme))
+        return Text("\n").join([*rows, Text.from_ansi(plot.build())])
+
     def rebuild(self) -> None:
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.title(self.title + (f"  (EMA {self.smoothing:.2f})" if self.smoothing else ""))
+        # The theme before any text: plotext gives text the canvas colour it has when drawn.
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
         buckets = max(10, self.size.width)
-        x_range: list[float] = []
-        y_range: list[float] = []
-        for curve in self.curves:
-            xs, ys = self._prepared(curve.series, buckets)
-            if not xs:
-                continue
-            x_range += [xs[0], xs[-1]]
-            y_range += [min(ys), max(ys)]
-            if self.smoothing:
-                plt.plot(xs, ys, color=FADED, marker="braille")
-                plt.plot(
-                    xs,
-                    ema(ys, self.smoothing),
-                    color=curve.color,
-                    label=curve.label,
-                    marker="braille",
-                )
-            else:
-                plt.plot(xs, ys, color=curve.color, label=curve.label, marker="braille")
-        if not x_range:
-            plt.title(self.title + ": no data yet")
+        prepared = [(curve, *self._prepared(curve.series, buckets)) for curve in self.curves]
+        prepared = [(curve, xs, ys) for curve, xs, ys in prepared if xs]
+        self.header = self._header(prepared)
+        if not prepared:
             return
-        self._axes(min(x_range), max(x_range), min(y_range), max(y_range))
+        x_lo, x_hi = self._x_limits(prepared)
+        horizon = smoothing_horizon(self.smoothing, x_hi - x_lo)
+        glyphs = iter(GLYPHS[1:])
+        for index, (curve, xs, ys) in enumerate(prepared):
+            glyph = self._glyph(curve, index, glyphs)
+            if horizon:
+                plt.plot(xs, ys, color=FADED, marker="braille")
+                ys = step_ema(xs, ys, horizon)
+            plt.plot(xs, ys, color=curve.color, marker="braille")
+            if glyph:
+                count = max(1, (self.size.width - Y_LABELS_WIDTH) // GLYPH_EVERY)
+                gx, gy = glyph_points(xs, ys, x_lo, x_hi, count, 0.5 + 0.37 * index)
+                plt.scatter(gx, gy, color=curve.color, marker=glyph)
+        y_lo = min(min(ys) for _, _, ys in prepared)
+        y_hi = max(max(ys) for _, _, ys in prepared)
+        for reference in self.references:
+            y_lo, y_hi = min(y_lo, self._y(reference.value)), max(y_hi, self._y(reference.value))
+            plt.horizontal_line(self._y(reference.value), color=reference.color)
+        self._axes(x_lo, x_hi, y_lo, y_hi)
+
+    def _glyph(self, curve: Curve, index: int, glyphs) -> str:
+        if curve.glyph is not None:
+            return curve.glyph
+        return "" if index == 0 else next(glyphs, "")
+
+    def _y(self, value: float) -> float:
+        return math.log10(value) if self.log_y and value > 0 else value
+
+    def _x_limits(self, prepared: list) -> tuple[float, float]:
+        if self.x_range is not None:
+            lo, hi = (self._x(step) for step in self.x_range)
+        else:
+            lo = min(xs[0] for _, xs, _ in prepared)
+            hi = max(xs[-1] for _, xs, _ in prepared)
+        return lo, hi
+
+    def _x(self, step: float) -> float:
+        return math.log10(max(step, 1.0)) if self.log_x else step
+
+    def _header(self, prepared: list) -> Text:
+        """The title (and smoothing), then each labelled curve's line sample and label."""
+        text = Text(self.title, style="bold")
+        if not prepared:
+            text.append(": no data yet")
+            return text
+        if self.smoothing:
+            text.append(f"  (EMA {self.smoothing:.2f})", style="dim")
+        if len(prepared) == 1 and not self.references and prepared[0][0].label in self.title:
+            return text  # the title names the one curve
+        glyphs = iter(GLYPHS[1:])
+        for index, (curve, _, _) in enumerate(prepared):
+            glyph = self._glyph(curve, index, glyphs)
+            if curve.label:
+                text.append("   ")
+                text.append(f"⠒{glyph}⠒" if glyph else "⠒⠒⠒", style=rich_colour(curve.color))
+                text.append(f" {curve.label}")
+        for reference in self.references:
+            text.append("   ")
+            text.append("───", style=rich_colour(reference.color))
+            text.append(f" {reference.label}")
+        return text
 
     def _prepared(self, series: Series | StepSeries, buckets: int) -> tuple[list, list]:
         # Downsampled first: log is monotone, so each bucket's extremes survive it.
@@ -119,18 +235,49 @@ class MetricChart(PlotextPlot):
 
     def _axes(self, x_lo: float, x_hi: float, y_lo: float, y_hi: float) -> None:
         plt = self.plt
+        columns = max(self.size.width - Y_LABELS_WIDTH, 10)
         if self.log_x:
-            positions, labels = log_ticks(10**x_lo, 10**x_hi)
-            plt.xticks(positions, labels)
-            plt.xlim(positions[0], positions[-1])
+            positions, labels = log_ticks(10**x_lo, 10**x_hi, columns)
+        else:
+            positions, labels = linear_ticks(x_lo, x_hi, columns)
+        plt.xticks(positions, labels)
+        if x_hi > x_lo:
+            plt.xlim(x_lo, x_hi)
+        top = y_hi + self._label_room(y_lo, y_hi) if self.markers else y_hi
         if self.log_y and y_hi > y_lo:
             positions, labels = value_ticks(y_lo, y_hi)
             plt.yticks(positions, labels)
-            plt.ylim(positions[0], positions[-1])
-        for marker in self.markers:
+            plt.ylim(positions[0], max(positions[-1], top))
+            top = max(positions[-1], top)
+        elif top > y_hi:
+            plt.ylim(y_lo, top)
+        self._draw_markers(x_lo, x_hi, top)
+        plt.xlabel("step (log)" if self.log_x else "step")
+
+    def _label_room(self, y_lo: float, y_hi: float) -> float:
+        """How far above the data the top of the y axis goes, so the top canvas row(s) hold
+        only event labels."""
+        canvas_rows = max(self.size.height - 5, 2)  # less header, frame, x ticks and label
+        span = (y_hi - y_lo) or 1.0
+        return span * (LABEL_ROWS + 0.5) / max(canvas_rows - LABEL_ROWS - 0.5, 1)
+
+    def _draw_markers(self, x_lo: float, x_hi: float, top: float) -> None:
+        """A faint vertical line per event and its label in the top row, in the theme's
+        text colour on the canvas colour; a label that would run into the one before it is
+        left out (the line stays; the side panel lists every event)."""
+        plt = self.plt
+        columns = max(self.size.width - Y_LABELS_WIDTH, 1)
+        per_column = (x_hi - x_lo) / columns if x_hi > x_lo else 0.0
+        free_from = -math.inf
+        colour = plt.monitor.ticks_color
+        for marker in sorted(self.markers, key=lambda m: m.step):
             if marker.step <= 0 and self.log_x:
                 continue
-            x = math.log10(marker.step) if self.log_x else marker.step
+            x = self._x(marker.step)
+            if not x_lo <= x <= x_hi:
+                continue
             plt.vertical_line(x, color=FADED)
-            plt.text(marker.label, x, y_hi, color="white")
-        plt.xlabel("step (log)" if self.log_x else "step")
+            if x < free_from:
+                continue
+            plt.text(marker.label, x, top, color=colour, style="bold", alignment="left")
+            free_from = x + (len(marker.label) + 1) * per_column
