@@ -18,7 +18,7 @@ from textual.filter import monochrome_style
 from textual.geometry import Region
 
 from grokterm.tui.series import Series
-from grokterm.tui.widgets.chart import Curve, Marker, MetricChart, Reference
+from grokterm.tui.widgets.chart import Curve, Marker, MetricChart, Reference, merged_labels
 
 MARKERS = [Marker(60, "t1"), Marker(300, "t2"), Marker(2_500, "t3"), Marker(4_500, "t4")]
 NOTE = Marker(1_000, "✎")
@@ -202,3 +202,20 @@ async def test_charts_given_one_x_range_line_their_events_up(log_x):
         ]
         assert columns[0] == columns[1] and min(columns[0]) > 0
         assert tick_labels(rows[0]) == tick_labels(rows[1])
+
+
+def test_labels_too_close_together_are_joined_not_dropped():
+    labels = [(1.0, "t1"), (5.0, "t2"), (5.5, "✎"), (11.0, "t3"), (11.2, "t4")]
+    assert merged_labels(labels, per_column=1.0) == [(1.0, "t1"), (5.0, "t2,✎"), (11.0, "t3,t4")]
+    assert merged_labels(labels, per_column=0.1) == labels
+    assert merged_labels([], per_column=1.0) == []
+
+
+async def test_events_close_together_all_show():
+    """t4 a few columns after t3 (4,450 vs 3,500 on a log axis) must not vanish."""
+    app = ChartApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        chart = app.query_one(MetricChart)
+        marks = [Marker(3_500, "t3"), Marker(4_450, "t4")]
+        lines = text_of(await drawn(pilot, chart, train_and_test(), marks))
+        assert any("t3,t4" in line for line in lines), "\n".join(lines)

@@ -93,6 +93,18 @@ def glyph_points(
     return at, np.interp(at, xs, ys).tolist()
 
 
+def merged_labels(labels: list[tuple[float, str]], per_column: float) -> list[tuple[float, str]]:
+    """Labels (x, text) in x order, a label that would run into the one before it joined to
+    it ("t3,t4" at t3's line), so that none overwrites another."""
+    merged: list[tuple[float, str]] = []
+    for x, text in labels:
+        if merged and x < merged[-1][0] + (len(merged[-1][1]) + 1) * per_column:
+            merged[-1] = (merged[-1][0], f"{merged[-1][1]},{text}")
+        else:
+            merged.append((x, text))
+    return merged
+
+
 class MetricChart(PlotextPlot):
     """Call `show(curves, markers, version)`; the chart rebuilds only when version changes."""
 
@@ -262,22 +274,17 @@ class MetricChart(PlotextPlot):
         return span * (LABEL_ROWS + 0.5) / max(canvas_rows - LABEL_ROWS - 0.5, 1)
 
     def _draw_markers(self, x_lo: float, x_hi: float, top: float) -> None:
-        """A faint vertical line per event and its label in the top row, in the theme's
-        text colour on the canvas colour; a label that would run into the one before it is
-        left out (the line stays; the side panel lists every event)."""
+        """A faint vertical line per event and the labels in the top row, in the theme's
+        text colour on the canvas colour (plotext would draw them in its default white)."""
         plt = self.plt
+        shown = []
+        for marker in sorted(self.markers, key=lambda m: m.step):
+            x = self._x(marker.step)
+            if (marker.step > 0 or not self.log_x) and x_lo <= x <= x_hi:
+                plt.vertical_line(x, color=FADED)
+                shown.append((x, marker.label))
         columns = max(self.size.width - Y_LABELS_WIDTH, 1)
         per_column = (x_hi - x_lo) / columns if x_hi > x_lo else 0.0
-        free_from = -math.inf
-        colour = plt.monitor.ticks_color
-        for marker in sorted(self.markers, key=lambda m: m.step):
-            if marker.step <= 0 and self.log_x:
-                continue
-            x = self._x(marker.step)
-            if not x_lo <= x <= x_hi:
-                continue
-            plt.vertical_line(x, color=FADED)
-            if x < free_from:
-                continue
-            plt.text(marker.label, x, top, color=colour, style="bold", alignment="left")
-            free_from = x + (len(marker.label) + 1) * per_column
+        for x, label in merged_labels(shown, per_column):
+            x = max(x_lo, min(x, x_hi - (len(label) - 1) * per_column))  # inside the canvas
+            plt.text(label, x, top, color=plt.monitor.ticks_color, style="bold", alignment="left")
