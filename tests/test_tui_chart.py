@@ -205,7 +205,7 @@ async def test_charts_given_one_x_range_line_their_events_up(log_x):
 
 
 def test_labels_too_close_together_are_joined_not_dropped():
-    labels = [(1.0, "t1"), (5.0, "t2"), (5.5, "✎"), (11.0, "t3"), (11.2, "t4")]
+    labels = [(1.0, "t1"), (5.0, "t2"), (5.5, "✎"), (11.0, "t3"), (11.5, "t4")]
     assert merged_labels(labels, per_column=1.0) == [(1.0, "t1"), (5.0, "t2,✎"), (11.0, "t3,t4")]
     assert merged_labels(labels, per_column=0.1) == labels
     assert merged_labels([], per_column=1.0) == []
