@@ -18,7 +18,14 @@ from textual.filter import monochrome_style
 from textual.geometry import Region
 
 from grokterm.tui.series import Series
-from grokterm.tui.widgets.chart import Curve, Marker, MetricChart, Reference, merged_labels
+from grokterm.tui.widgets.chart import (
+    Curve,
+    Marker,
+    MetricChart,
+    Reference,
+    glyph_points,
+    merged_labels,
+)
 
 MARKERS = [Marker(60, "t1"), Marker(300, "t2"), Marker(2_500, "t3"), Marker(4_500, "t4")]
 NOTE = Marker(1_000, "✎")
@@ -219,3 +226,14 @@ async def test_events_close_together_all_show():
         marks = [Marker(3_500, "t3"), Marker(4_450, "t4")]
         lines = text_of(await drawn(pilot, chart, train_and_test(), marks))
         assert any("t3,t4" in line for line in lines), "\n".join(lines)
+
+
+def test_glyphs_spread_over_the_axis_or_along_a_path():
+    xs, ys = [0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 10.0, 20.0, 30.0, 40.0]
+    at, values = glyph_points(xs, ys, 0.0, 4.0, count=4, offset=0.5)
+    assert at == [0.5, 1.5, 2.5, 3.5] and values == [5.0, 15.0, 25.0, 35.0]
+    at, _ = glyph_points(xs[2:], ys[2:], 0.0, 4.0, count=4, offset=0.5)
+    assert at == [2.5, 3.5]  # only where the curve has data
+    path = ([3.0, 1.0, 2.0, 0.5, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0])  # x goes back and forth
+    at, values = glyph_points(*path, 0.5, 4.0, count=3, offset=0.5)
+    assert list(zip(at, values, strict=True)) == [(1.0, 2.0), (2.0, 3.0), (0.5, 4.0)]

@@ -88,6 +88,9 @@ def glyph_points(
     curves' glyphs do not fall on the same column), on the curve xs, ys where it has data."""
     if count < 1 or len(xs) < 2 or x_hi <= x_lo:
         return [], []
+    if np.any(np.diff(xs) < 0):  # a path (loss against weight norm): spread along it
+        picked = np.linspace(0, len(xs) - 1, count + 2)[1:-1].round().astype(int)
+        return [xs[i] for i in picked], [ys[i] for i in picked]
     gap = (x_hi - x_lo) / count
     at = [x for x in x_lo + gap * (np.arange(count) + offset) if xs[0] <= x <= xs[-1]]
     return at, np.interp(at, xs, ys).tolist()
