@@ -229,7 +229,7 @@ async def redraw_times(points: int, redraws: int, log_y: bool, busy: bool = Fals
     five event labels and a reference line."""
     from textual.app import App
 
-    from grokterm.tui.widgets.chart import Curve, Marker, MetricChart, Reference
+    from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
     class ChartApp(App):
         def compose(self):
@@ -247,7 +247,7 @@ async def redraw_times(points: int, redraws: int, log_y: bool, busy: bool = Fals
             chart.configure(log_x=True, smoothing=0.97)
             at = (0.01, 0.1, 0.3, 0.6, 0.9)
             chart.markers = [Marker(int(points * f), f"t{i}") for i, f in enumerate(at)]
-            chart.references = [Reference(0.1, "ref")]
+            chart.guides = (Guide(0.1, "ref"),)
         for _ in range(redraws + 1):
             start = time.perf_counter()
             chart.rebuild()

@@ -20,9 +20,9 @@ from textual.geometry import Region
 from grokterm.tui.series import Series
 from grokterm.tui.widgets.chart import (
     Curve,
+    Guide,
     Marker,
     MetricChart,
-    Reference,
     glyph_points,
     merged_labels,
 )
@@ -149,7 +149,7 @@ async def test_curves_differ_without_colour():
 
 
 async def test_reference_line_is_drawn_and_named():
-    app = ChartApp(references=[Reference(2.0, "α=2")])
+    app = ChartApp(guides=(Guide(2.0, "α=2"),))
     async with app.run_test(size=(100, 24)) as pilot:
         chart = app.query_one(MetricChart)
         curve = Curve("alpha", series(10, 6_000, 10, lambda s: 4 - math.log10(s)), "cyan+")

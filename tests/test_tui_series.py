@@ -21,7 +21,6 @@ from grokterm.tui.series import (
     StepSeries,
     bucket_edges,
     downsample,
-    ema,
     labels_fit,
     linear_ticks,
     log_ticks,
@@ -115,30 +114,6 @@ def test_downsample_of_a_single_repeated_step():
 
 
 # --- ema -----------------------------------------------------------------------------------
-
-
-def test_ema_strength_zero_is_identity():
-    values = [3.0, -1.0, 7.5, 0.0]
-    assert ema(values, 0.0) == values
-    assert ema(values, -0.5) == values
-    assert ema([], 0.9) == []
-
-
-@pytest.mark.parametrize("strength", [0.3, 0.9, 0.99])
-def test_ema_is_debiased_and_keeps_constants(strength):
-    values = [0.25, 0.5, 1.0, 0.0]
-    assert ema(values, strength)[0] == pytest.approx(0.25)  # no pull towards 0 at the start
-    assert ema([0.7] * 500, strength) == pytest.approx([0.7] * 500)
-
-
-def test_ema_smooths_and_lags():
-    values = [0.0] * 50 + [1.0] * 50
-    smooth = ema(values, 0.9)
-    assert len(smooth) == len(values)
-    assert smooth[49] == pytest.approx(0.0)
-    assert 0.0 < smooth[50] < 0.2  # lags behind the jump...
-    assert smooth[-1] == pytest.approx(1.0, abs=0.01)  # ...and catches up
-    assert all(b >= a for a, b in zip(smooth, smooth[1:], strict=False))
 
 
 def ramp(cadence: int, last: int = 20_000) -> tuple[np.ndarray, np.ndarray]:

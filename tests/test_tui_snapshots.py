@@ -22,7 +22,7 @@ from grokterm.tui.screens.dialogs import HelpScreen
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
 from grokterm.tui.series import Series
-from grokterm.tui.widgets.chart import Curve, Marker, MetricChart, Reference
+from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
 
 @pytest.fixture(autouse=True)
@@ -123,7 +123,7 @@ class ChartApp(App):
     reference line, events."""
 
     def compose(self):
-        yield MetricChart("HTSR alpha", references=[Reference(2.0, "α=2")], id="alpha")
+        yield MetricChart("HTSR alpha", guides=(Guide(2.0, "α=2"),), id="alpha")
 
     def on_mount(self) -> None:
         chart = self.query_one(MetricChart)

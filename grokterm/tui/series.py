@@ -300,19 +300,6 @@ def _x(step: float, log_x: bool) -> float:
     return math.log10(step) if log_x else step
 
 
-def ema(values: Sequence[float], strength: float) -> list[float]:
-    """Exponential moving average per point, with debiasing; strength 0 = raw, 0.99 = very
-    smooth. Charts use step_ema (its lag does not depend on the cadence)."""
-    if strength <= 0:
-        return list(values)
-    out, avg, weight = [], 0.0, 0.0
-    for value in values:
-        avg = strength * avg + (1 - strength) * value
-        weight = strength * weight + (1 - strength)
-        out.append(avg / weight)
-    return out
-
-
 # A smoothing strength s smooths like a per-point EMA of strength s over this many points
 # spread evenly across the chart's width: 0.6 -> 0.5% of the width, 0.9 -> 3%, 0.97 -> 11%.
 EMA_POINTS_PER_WIDTH = 300

@@ -35,6 +35,7 @@ FADED = "gray"
 REDRAW_SECONDS = 0.2
 GLYPH_EVERY = 12  # columns between two marks of one curve
 Y_LABELS_WIDTH = 6  # columns left of the canvas (y tick labels, axis), about
+PLOT_FRAME = 5  # rows of a chart that are not its canvas: header, frame, x ticks, x label
 LABEL_ROWS = 1  # rows kept free of data at the top of the canvas for event labels
 # plotext colour names -> the same terminal colours for Rich (the legend).
 PLOTEXT_CODES = {
@@ -61,9 +62,10 @@ class Marker:
     label: str
 
 
-@dataclass
-class Reference:
-    """A horizontal line at a fixed value (alpha = 2 on the HTSR chart), in the legend."""
+@dataclass(frozen=True)
+class Guide:
+    """A horizontal reference line at a y value (such as α = 2), always in view and named
+    in the legend."""
 
     value: float
     label: str
@@ -75,10 +77,14 @@ def rich_colour(plotext_colour: str) -> str:
     return f"color({code})" if code is not None else plotext_colour
 
 
-def value_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units)."""
+def value_ticks(lo: float, hi: float, most: int | None = None) -> tuple[list[float], list[str]]:
+    """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units), every
+    k-th power when there are more than `most`. (plotext keeps one of two ticks that fall on
+    one row, and which one changes from process to process.)"""
     first, last = math.floor(lo), math.ceil(hi)
-    return [float(p) for p in range(first, last + 1)], [f"1e{p}" for p in range(first, last + 1)]
+    every = math.ceil((last - first + 1) / most) if most else 1
+    powers = [p for p in range(first, last + 1) if p % every == 0]
+    return [float(p) for p in powers], [f"1e{p}" for p in powers]
 
 
 def glyph_points(
@@ -116,7 +122,7 @@ class MetricChart(PlotextPlot):
     """
 
     def __init__(
-        self, title: str, log_y: bool = False, references: list[Reference] | None = None, **kwargs
+        self, title: str, log_y: bool = False, guides: tuple[Guide, ...] = (), **kwargs
     ) -> None:
         super().__init__(**kwargs)
         self.title = title
@@ -124,7 +130,7 @@ class MetricChart(PlotextPlot):
         self.log_y = log_y
         self.smoothing = 0.0
         self.x_range: tuple[float, float] | None = None
-        self.references = references or []
+        self.guides = tuple(guides)  # set before show(); a change needs a new version
         self.curves: list[Curve] = []
         self.markers: list[Marker] = []
         self.header = Text()
@@ -194,9 +200,10 @@ class MetricChart(PlotextPlot):
                 plt.scatter(gx, gy, color=curve.color, marker=glyph)
         y_lo = min(min(ys) for _, _, ys in prepared)
         y_hi = max(max(ys) for _, _, ys in prepared)
-        for reference in self.references:
-            y_lo, y_hi = min(y_lo, self._y(reference.value)), max(y_hi, self._y(reference.value))
-            plt.horizontal_line(self._y(reference.value), color=reference.color)
+        for guide in self._shown_guides():
+            y = self._y(guide.value)
+            y_lo, y_hi = min(y_lo, y), max(y_hi, y)
+            plt.horizontal_line(y, color=guide.color)
         self._axes(x_lo, x_hi, y_lo, y_hi)
 
     def _glyph(self, curve: Curve, index: int, glyphs) -> str:
@@ -204,8 +211,11 @@ class MetricChart(PlotextPlot):
             return curve.glyph
         return "" if index == 0 else next(glyphs, "")
 
+    def _shown_guides(self) -> list[Guide]:
+        return [guide for guide in self.guides if guide.value > 0 or not self.log_y]
+
     def _y(self, value: float) -> float:
-        return math.log10(value) if self.log_y and value > 0 else value
+        return math.log10(value) if self.log_y else value
 
     def _x_limits(self, prepared: list) -> tuple[float, float]:
         if self.x_range is not None:
@@ -226,7 +236,7 @@ class MetricChart(PlotextPlot):
             return text
         if self.smoothing:
             text.append(f"  (EMA {self.smoothing:.2f})", style="dim")
-        if len(prepared) == 1 and not self.references and prepared[0][0].label in self.title:
+        if len(prepared) == 1 and not self.guides and prepared[0][0].label in self.title:
             return text  # the title names the one curve
         glyphs = iter(GLYPHS[1:])
         for index, (curve, _, _) in enumerate(prepared):
@@ -235,10 +245,10 @@ class MetricChart(PlotextPlot):
                 text.append("   ")
                 text.append(f"⠒{glyph}⠒" if glyph else "⠒⠒⠒", style=rich_colour(curve.color))
                 text.append(f" {curve.label}")
-        for reference in self.references:
+        for guide in self._shown_guides():
             text.append("   ")
-            text.append("───", style=rich_colour(reference.color))
-            text.append(f" {reference.label}")
+            text.append("───", style=rich_colour(guide.color))
+            text.append(f" {guide.label}")
         return text
 
     def _prepared(self, series: Series | StepSeries, buckets: int) -> tuple[list, list]:
@@ -260,7 +270,7 @@ class MetricChart(PlotextPlot):
             plt.xlim(x_lo, x_hi)
         top = y_hi + self._label_room(y_lo, y_hi) if self.markers else y_hi
         if self.log_y and y_hi > y_lo:
-            positions, labels = value_ticks(y_lo, y_hi)
+            positions, labels = value_ticks(y_lo, y_hi, most=self._canvas_rows())
             plt.yticks(positions, labels)
             plt.ylim(positions[0], max(positions[-1], top))
             top = max(positions[-1], top)
@@ -272,9 +282,12 @@ class MetricChart(PlotextPlot):
     def _label_room(self, y_lo: float, y_hi: float) -> float:
         """How far above the data the top of the y axis goes, so the top canvas row(s) hold
         only event labels."""
-        canvas_rows = max(self.size.height - 5, 2)  # less header, frame, x ticks and label
+        canvas_rows = self._canvas_rows()
         span = (y_hi - y_lo) or 1.0
         return span * (LABEL_ROWS + 0.5) / max(canvas_rows - LABEL_ROWS - 0.5, 1)
+
+    def _canvas_rows(self) -> int:
+        return max(self.size.height - PLOT_FRAME, 2)
 
     def _draw_markers(self, x_lo: float, x_hi: float, top: float) -> None:
         """A faint vertical line per event and the labels in the top row, in the theme's
