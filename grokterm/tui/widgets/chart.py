@@ -272,8 +272,8 @@ class MetricChart(PlotextPlot):
         if self.log_y and y_hi > y_lo:
             positions, labels = value_ticks(y_lo, y_hi, most=self._canvas_rows())
             plt.yticks(positions, labels)
-            plt.ylim(positions[0], max(positions[-1], top))
-            top = max(positions[-1], top)
+            top = max(math.ceil(y_hi), top)  # whole decades, as the ticks
+            plt.ylim(math.floor(y_lo), top)
         elif top > y_hi:
             plt.ylim(y_lo, top)
         self._draw_markers(x_lo, x_hi, top)
