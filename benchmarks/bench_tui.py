@@ -6,7 +6,8 @@
     and taking medians. Also the import time of grokterm.tui.app (against textual.app) in a
     fresh interpreter, and whether that import pulls in torch or weightwatcher.
 (b) Redraw: one MetricChart filling a 120x40 screen, the median time of rebuild() +
-    render() over a 10^6-point series against the same chart over 10^3 points.
+    render() over a 10^6-point series against the same chart over 10^3 points; then the
+    same with two curves, EMA 0.97, five event labels and a reference line.
 (c) A busy lab: 300 runs, 100 of them live (a writer process appends metrics to their
     streams and beats their status.json heartbeats twice a second). First paint, the
     answer to a key on the runs screen (space marks a row: from the key to the status
@@ -15,7 +16,7 @@
     idle CPU <= 10%.
 
     python benchmarks/bench_tui.py [--repeats 7] [--redraws 20] [--runs 50]
-        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy]
+        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy|redraw]
 
 Prints one summary line per figure at the end.
 """
@@ -223,10 +224,12 @@ def series_of(points: int):
     return series
 
 
-async def redraw_times(points: int, redraws: int, log_y: bool) -> list[float]:
+async def redraw_times(points: int, redraws: int, log_y: bool, busy: bool = False) -> list[float]:
+    """busy: as a monitor panel draws it: two curves (the second with glyphs), EMA 0.97,
+    five event labels and a reference line."""
     from textual.app import App
 
-    from grokterm.tui.widgets.chart import Curve, MetricChart
+    from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
     class ChartApp(App):
         def compose(self):
@@ -239,6 +242,12 @@ async def redraw_times(points: int, redraws: int, log_y: bool) -> list[float]:
         chart = app.query_one(MetricChart)
         assert (chart.size.width, chart.size.height) == (COLS, ROWS), chart.size
         chart.curves = [Curve("loss", series_of(points), "cyan+")]
+        if busy:
+            chart.curves.append(Curve("test", series_of(points), "orange+"))
+            chart.configure(log_x=True, smoothing=0.97)
+            at = (0.01, 0.1, 0.3, 0.6, 0.9)
+            chart.markers = [Marker(int(points * f), f"t{i}") for i, f in enumerate(at)]
+            chart.guides = (Guide(0.1, "ref"),)
         for _ in range(redraws + 1):
             start = time.perf_counter()
             chart.rebuild()
@@ -248,15 +257,17 @@ async def redraw_times(points: int, redraws: int, log_y: bool) -> list[float]:
     return times[1:]  # the first one warms caches
 
 
-def bench_redraw(redraws: int) -> dict[str, float]:
+def bench_redraw(redraws: int) -> dict:
     result = {}
-    for points in (10**3, 10**6):
-        times = asyncio.run(redraw_times(points, redraws, log_y=True))
-        result[points] = statistics.median(times)
-        print(
-            f"MetricChart {COLS}x{ROWS}, {points:,} points: median {result[points] * 1e3:.1f} ms "
-            f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {redraws} redraws"
-        )
+    for busy in (False, True):
+        for points in (10**3, 10**6):
+            times = asyncio.run(redraw_times(points, redraws, log_y=True, busy=busy))
+            result[points, busy] = statistics.median(times)
+            what = f"{points:,} points" + (" x2, EMA, events" if busy else "")
+            print(
+                f"MetricChart {COLS}x{ROWS}, {what}: median {result[points, busy] * 1e3:.1f} ms "
+                f"(min {min(times) * 1e3:.1f}, max {max(times) * 1e3:.1f}) over {redraws} redraws"
+            )
     return result
 
 
@@ -396,9 +407,12 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=100, help="live runs in the busy lab")
     parser.add_argument("--keys", type=int, default=15, help="keys timed on the busy lab")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
-    parser.add_argument("--only", choices=["busy"], help="run only this part")
+    parser.add_argument("--only", choices=["busy", "redraw"], help="run only this part")
     args = parser.parse_args()
 
+    if args.only == "redraw":
+        print_redraw(bench_redraw(args.redraws), args)
+        return
     busy = bench_busy_lab(args.busy_runs, args.live, args.keys, args.idle)
     print_busy(busy, args)
     if args.only == "busy":
@@ -421,14 +435,18 @@ def main() -> None:
         f"{start['import_textual']:.3f} s (ratio {start['import'] / start['import_textual']:.2f}); "
         f"torch/weightwatcher imported: {', '.join(start['heavy']) or 'no'}"
     )
-    small, large = redraw[10**3], redraw[10**6]
-    print(
-        f"redraw: MetricChart {COLS}x{ROWS} rebuild+render, 10^6 points {large * 1e3:.1f} ms vs "
-        f"10^3 points {small * 1e3:.1f} ms, ratio {large / small:.1f} "
-        f"(median of {args.redraws})"
-    )
-
+    print_redraw(redraw, args)
     print_busy(busy, args)
+
+
+def print_redraw(redraw: dict, args: argparse.Namespace) -> None:
+    for busy, what in ((False, "one curve"), (True, "two curves, EMA 0.97, 5 events")):
+        small, large = redraw[10**3, busy], redraw[10**6, busy]
+        print(
+            f"redraw: MetricChart {COLS}x{ROWS} rebuild+render, {what}: 10^6 points "
+            f"{large * 1e3:.1f} ms vs 10^3 points {small * 1e3:.1f} ms, ratio "
+            f"{large / small:.1f} (median of {args.redraws})"
+        )
 
 
 def print_busy(busy: dict[str, float], args: argparse.Namespace) -> None:

@@ -15,14 +15,19 @@ import pytest
 from grokterm.lab import Lab, MetricStream
 from grokterm.lab.stream import truncate_after
 from grokterm.tui.series import (
+    EMA_POINTS_PER_WIDTH,
     RunSeries,
     Series,
     StepSeries,
     bucket_edges,
     downsample,
-    ema,
+    labels_fit,
+    linear_ticks,
     log_ticks,
+    nice_gap,
     positive_steps,
+    smoothing_horizon,
+    step_ema,
     step_label,
 )
 
@@ -111,28 +116,60 @@ def test_downsample_of_a_single_repeated_step():
 # --- ema -----------------------------------------------------------------------------------
 
 
-def test_ema_strength_zero_is_identity():
-    values = [3.0, -1.0, 7.5, 0.0]
-    assert ema(values, 0.0) == values
-    assert ema(values, -0.5) == values
-    assert ema([], 0.9) == []
+def ramp(cadence: int, last: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    steps = np.arange(0, last + 1, cadence, dtype=float)
+    return steps, steps * 0.001
 
 
-@pytest.mark.parametrize("strength", [0.3, 0.9, 0.99])
-def test_ema_is_debiased_and_keeps_constants(strength):
-    values = [0.25, 0.5, 1.0, 0.0]
-    assert ema(values, strength)[0] == pytest.approx(0.25)  # no pull towards 0 at the start
-    assert ema([0.7] * 500, strength) == pytest.approx([0.7] * 500)
+@pytest.mark.parametrize("cadence", [1, 10, 50])
+def test_step_ema_lags_by_the_horizon_on_every_cadence(cadence):
+    """On a steady trend the smoothed curve is ``horizon`` steps behind, logged every step
+    or every 50 (a per-point EMA of 0.97 lags 32 points: 32 steps or 1,600)."""
+    steps, values = ramp(cadence)
+    smooth = np.asarray(step_ema(steps, values, horizon=500.0))
+    lag_in_steps = (values[-1] - smooth[-1]) / 0.001
+    assert lag_in_steps == pytest.approx(500.0 * (1 - math.exp(-40)), rel=1e-6)
+    later = steps >= 5_000  # past the start-up, at every point
+    assert (steps[later] - smooth[later] / 0.001) == pytest.approx(500.0, rel=1e-3)
 
 
-def test_ema_smooths_and_lags():
-    values = [0.0] * 50 + [1.0] * 50
-    smooth = ema(values, 0.9)
-    assert len(smooth) == len(values)
-    assert smooth[49] == pytest.approx(0.0)
-    assert 0.0 < smooth[50] < 0.2  # lags behind the jump...
-    assert smooth[-1] == pytest.approx(1.0, abs=0.01)  # ...and catches up
-    assert all(b >= a for a, b in zip(smooth, smooth[1:], strict=False))
+def test_step_ema_is_the_same_curve_on_every_cadence():
+    """A noisy-free decaying loss smoothed at cadence 1 and 50 agrees at the common steps."""
+    fine_steps = np.arange(1, 6_001, dtype=float)
+    coarse = slice(49, None, 50)
+    values = 1 / (1 + fine_steps / 300)
+    fine = np.asarray(step_ema(fine_steps, values, 200.0))
+    sparse = np.asarray(step_ema(fine_steps[coarse], values[coarse], 200.0))
+    late = fine_steps[coarse] > 1_500  # once both have forgotten their first points
+    assert sparse[late] == pytest.approx(fine[coarse][late], rel=2e-3)
+
+
+def test_step_ema_keeps_constants_starts_at_the_first_value_and_spans_big_gaps():
+    assert step_ema([1, 2, 3], [5.0, 5.0, 5.0], 10.0) == pytest.approx([5.0, 5.0, 5.0])
+    assert step_ema([10, 20], [0.25, 1.0], 5.0)[0] == 0.25
+    assert step_ema([1, 2], [1.0, 2.0], 0.0) == [1.0, 2.0]  # horizon 0: raw
+    assert step_ema([], [], 3.0) == []
+    # 10^6 horizons between two points: no overflow; a horizon behind the ramp between them.
+    assert step_ema([0, 1e9], [0.0, 1.0], 1e3) == pytest.approx([0.0, 1.0 - 1e-6])
+    far = step_ema(np.arange(100_000.0), np.ones(100_000), 1.0)  # many chunks
+    assert np.all(np.isfinite(far)) and far == pytest.approx(np.ones(100_000))
+
+
+def test_step_ema_on_a_log_axis_lags_a_fixed_share_of_the_step():
+    """Smoothed in log10(step), the lag is the same factor of the step at 100 and at 10k."""
+    steps = np.arange(1, 100_001, dtype=float)
+    xs = np.log10(steps)
+    smooth = np.asarray(step_ema(xs, xs, horizon=0.05))  # values = log10(step): a ramp in x
+    for step in (100, 10_000):
+        assert 10 ** smooth[step - 1] == pytest.approx(step / 10**0.05, rel=1e-3)
+
+
+def test_smoothing_horizon_is_a_share_of_the_axis():
+    assert smoothing_horizon(0.0, 6_000) == 0.0
+    assert smoothing_horizon(0.9, 6_000) == pytest.approx(6_000 * 9 / EMA_POINTS_PER_WIDTH)
+    assert smoothing_horizon(0.9, 4.0) == pytest.approx(4.0 * 9 / EMA_POINTS_PER_WIDTH)
+    levels = [smoothing_horizon(s, 1.0) for s in (0.6, 0.9, 0.97)]
+    assert levels == sorted(levels) and levels[-1] < 0.2
 
 
 # --- log axis ------------------------------------------------------------------------------
@@ -171,25 +208,84 @@ def test_step_label_rounds_up_into_the_next_suffix(step, label):
     assert step_label(step) == label
 
 
-def test_log_ticks_cover_the_range_in_decades():
-    positions, labels = log_ticks(1, 1_000_000)
-    assert positions == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
-    assert labels == ["1", "10", "100", "1k", "10k", "100k", "1M"]
-    positions, labels = log_ticks(20, 4_450)  # rounds out to whole decades
-    assert positions == [1.0, 2.0, 3.0, 4.0] and labels == ["10", "100", "1k", "10k"]
+def test_log_ticks_stop_at_the_data_with_minor_ticks_labelled_where_they_fit():
+    """A 6,000-step run: the axis ends at 5k (not the next decade) and, on a wide chart,
+    1-2-5 ticks carry labels (2k, 5k)."""
+    positions, labels = log_ticks(1, 6_000, columns=110)
+    assert labels == ["1", "2", "5", "10", "20", "50", "100", "200", "500", "1k", "2k", "5k"]
+    assert positions == pytest.approx(
+        [math.log10(float(label.replace("k", "e3"))) for label in labels]
+    )
+    assert max(positions) <= math.log10(6_000)
+
+
+def test_log_ticks_keep_minor_ticks_unlabelled_on_a_narrow_chart():
+    positions, labels = log_ticks(1, 10_000, columns=50)
+    assert len(positions) == 13  # 1, 2, 5 per decade, and 10k
+    assert [label for label in labels if label] == ["1", "10", "100", "1k", "10k"]
+    assert labels[1:3] == ["", ""]  # 2 and 5: tick marks only
+    _, labels = log_ticks(1, 1e7, columns=25)  # not even every decade fits
+    shown = [label for label in labels if label]
+    assert shown[0] == "1" and 1 < len(shown) < 8
+
+
+@pytest.mark.parametrize("columns", [20, 50, 120])
+@pytest.mark.parametrize(("lo", "hi"), [(1, 6_000), (10, 10_000), (3, 2_000_000)])
+def test_log_ticks_labels_keep_apart(lo, hi, columns):
+    positions, labels = log_ticks(lo, hi, columns)
+    shown = [(p, label) for p, label in zip(positions, labels, strict=True) if label]
+    assert len(shown) >= 2
+    assert labels_fit(*zip(*shown, strict=True), math.log10(lo), math.log10(hi), columns)
+
+
+def test_log_ticks_inside_one_decade_are_linear():
+    positions, labels = log_ticks(300, 400, columns=60)
+    assert labels[0] == "300" and labels[-1] == "400" and len(labels) >= 3
+    steps = [10**p for p in positions]
+    gaps = {round(b - a, 6) for a, b in zip(steps, steps[1:], strict=False)}
+    assert len(gaps) == 1
 
 
 def test_log_ticks_clamp_below_one_and_handle_a_single_point():
     assert log_ticks(0, 0) == ([0.0], ["1"])
-    assert log_ticks(0.2, 10) == ([0.0, 1.0], ["1", "10"])
+    assert log_ticks(0.2, 10)[1] == ["1", "2", "5", "10"]
     positions, labels = log_ticks(1_000, 1_000)
     assert positions == [3.0] and labels == ["1k"]
 
 
 def test_log_ticks_of_round_trip_steps():
     # The chart passes 10**log10(step), which is not always exactly the step.
-    lo, hi = 10 ** math.log10(20), 10 ** math.log10(6_000)
-    assert log_ticks(lo, hi)[1] == ["10", "100", "1k", "10k"]
+    lo, hi = 10 ** math.log10(10), 10 ** math.log10(5_000)
+    labels = ["10", "20", "50", "100", "200", "500", "1k", "2k", "5k"]
+    assert log_ticks(lo, hi, columns=200)[1] == labels
+
+
+@pytest.mark.parametrize(
+    ("least", "gap"), [(1, 1), (1.1, 2), (2, 2), (2.01, 5), (7, 10), (127, 200), (0.03, 0.05)]
+)
+def test_nice_gap_is_1_2_or_5_times_a_power_of_ten(least, gap):
+    assert nice_gap(least) == pytest.approx(gap)
+
+
+def test_linear_ticks_are_round_and_even():
+    """Not 0, 127, 254, ...: round steps at one gap, inside the range."""
+    positions, labels = linear_ticks(0, 6_000, columns=40)
+    assert labels == ["0", "1k", "2k", "3k", "4k", "5k", "6k"]
+    assert positions == [0, 1_000, 2_000, 3_000, 4_000, 5_000, 6_000]
+    positions, labels = linear_ticks(0, 6_000, columns=110)
+    assert labels[:3] == ["0", "500", "1k"] and labels[-1] == "6k"
+    positions, _ = linear_ticks(37, 9_130, columns=80)
+    gaps = {b - a for a, b in zip(positions, positions[1:], strict=False)}
+    assert len(gaps) == 1 and gaps.pop() in (500, 1000, 2000)
+    assert 37 <= positions[0] and positions[-1] <= 9_130
+    assert linear_ticks(0, 3, columns=60)[1] == ["0", "1", "2", "3"]  # whole steps only
+
+
+@pytest.mark.parametrize("columns", [20, 40, 80, 200])
+def test_linear_ticks_labels_keep_apart(columns):
+    positions, labels = linear_ticks(0, 123_456, columns)
+    assert len(positions) >= 2
+    assert labels_fit(positions, labels, 0, 123_456, columns)
 
 
 # --- RunSeries -----------------------------------------------------------------------------
@@ -336,6 +432,21 @@ def test_run_series_prefers_the_column_to_the_json_losses():
     assert len(run.get("loss")) == 20 and run.version > version
     run.reset_column("loss")
     assert run.names() == [] and len(run.get("loss")) == 0
+
+
+def test_run_series_step_span_covers_every_metric_for_one_shared_x_axis():
+    """The per-step loss starts at step 1, the probes at 0 and 10: all the run's charts get
+    one range (from the first step > 0 on a log axis), so their event lines line up."""
+    run = RunSeries()
+    assert run.step_span(log_x=True) is None
+    run.extend([{"step": 0, "train_acc": 0.1}, {"step": 10, "train_acc": 0.2}])
+    run.extend([{"step": 6_000, "train_acc": 1.0}])
+    assert run.step_span(log_x=False) == (0, 6_000)
+    assert run.step_span(log_x=True) == (10, 6_000)
+    run.extend_column("loss", array("d", [math.nan, *[1 / s for s in range(1, 6_001)]]))
+    assert run.step_span(log_x=True) == (1, 6_000)
+    run.extend_column("loss", array("d", [0.5] * 100))  # the loss runs ahead of the probes
+    assert run.step_span(log_x=False) == (0, 6_100)
 
 
 def test_run_tail_reads_the_column_only_when_asked_and_follows_a_resume(tmp_path):

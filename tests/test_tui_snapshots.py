@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import pytest
 from pilotkit import wait_for, workers_done
+from textual.app import App
 from textual.widgets import DataTable, Input, Static, TextArea
 
 from grokterm.tui.app import GrokApp
 from grokterm.tui.screens.dialogs import HelpScreen
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
-from grokterm.tui.widgets.chart import MetricChart
+from grokterm.tui.series import Series
+from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +116,36 @@ def test_monitor_of_a_finished_run(snap_compare, tui_lab):
         await quiet(pilot)
 
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+class ChartApp(App):
+    """One chart as the monitor's HTSR panel draws it: curves with glyphs of their own, a
+    reference line, events."""
+
+    def compose(self):
+        yield MetricChart("HTSR alpha", guides=(Guide(2.0, "α=2"),), id="alpha")
+
+    def on_mount(self) -> None:
+        chart = self.query_one(MetricChart)
+        layers = [("embed", 6.0, "cyan+"), ("mlp", 5.0, "orange+"), ("unembed", 4.0, "green+")]
+        curves = []
+        for name, start, colour in layers:
+            series = Series()
+            for step in range(10, 6_001, 10):  # falls towards 2 around the grokking step
+                series.add(step, 2.0 + (start - 2.0) / (1 + (step / 2_500) ** 3))
+            curves.append(Curve(f"alpha/{name}", series, colour))
+        chart.configure(log_x=True, smoothing=0.9, x_range=(1, 6_000))
+        marks = [Marker(40, "t1"), Marker(300, "t2"), Marker(2_500, "t3"), Marker(4_450, "t4")]
+        chart.show(curves, [*marks, Marker(1_000, "✎")], version=1)
+
+
+def test_chart_with_events_reference_and_layers(snap_compare):
+    """Event labels above the data and clear of the legend, which shows each curve's glyph
+    and the alpha = 2 line; x from step 1 to 6k with 1-2-5 ticks; EMA over steps."""
+
+    async def run_before(pilot):
+        chart = pilot.app.query_one(MetricChart)
+        await wait_for(pilot, lambda: chart.curves and not chart._dirty, "the chart's redraw")
+        await quiet(pilot)
+
+    assert snap_compare(ChartApp(), terminal_size=(110, 24), run_before=run_before)

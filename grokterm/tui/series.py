@@ -233,6 +233,19 @@ class RunSeries:
         if self.columns.pop(name, None) is not None:
             self.version += 1
 
+    def step_span(self, log_x: bool) -> tuple[float, float] | None:
+        """The steps from the first to the last point of any metric (from the first step > 0
+        for a log axis): one x range for all the run's charts, so their event lines line up."""
+        firsts, lasts = [], []
+        for name in self.names():
+            steps = _drawn_steps(self.get(name), log_x)
+            if steps is not None:
+                firsts.append(steps[0])
+                lasts.append(steps[1])
+        if not firsts:
+            return None
+        return min(firsts), max(lasts)
+
     def names(self) -> list[str]:
         return sorted(set(self.metrics) | {name for name, c in self.columns.items() if len(c)})
 
@@ -243,6 +256,17 @@ class RunSeries:
         if column is not None and len(column):
             return column
         return self.metrics.get(name) or Series()
+
+
+def _drawn_steps(series: Series | StepSeries, log_x: bool) -> tuple[float, float] | None:
+    """The first and last step a chart draws of the series (values of any sign)."""
+    if isinstance(series, StepSeries):
+        values = series._values[: series.size]
+        first = _first_usable(values, 1 if log_x else 0, False)
+        return None if first is None else (float(first), float(_last_usable(values, False)))
+    n = min(len(series.steps), len(series.values))
+    start = bisect.bisect_right(series.steps, 0, 0, n) if log_x else 0
+    return (float(series.steps[start]), float(series.steps[n - 1])) if start < n else None
 
 
 def downsample(
@@ -276,16 +300,47 @@ def _x(step: float, log_x: bool) -> float:
     return math.log10(step) if log_x else step
 
 
-def ema(values: Sequence[float], strength: float) -> list[float]:
-    """Exponential moving average with debiasing; strength 0 = raw, 0.99 = very smooth."""
-    if strength <= 0:
-        return list(values)
-    out, avg, weight = [], 0.0, 0.0
-    for value in values:
-        avg = strength * avg + (1 - strength) * value
-        weight = strength * weight + (1 - strength)
-        out.append(avg / weight)
-    return out
+# A smoothing strength s smooths like a per-point EMA of strength s over this many points
+# spread evenly across the chart's width: 0.6 -> 0.5% of the width, 0.9 -> 3%, 0.97 -> 11%.
+EMA_POINTS_PER_WIDTH = 300
+_MAX_EXPONENT = 500.0  # exp(500) ~ 1e217: chunks of the recurrence stay inside float64
+
+
+def smoothing_horizon(strength: float, span: float) -> float:
+    """The EMA time constant, in x units (steps, or decades of steps on a log axis), of a
+    smoothing strength on a chart whose x axis spans ``span``; 0 for no smoothing."""
+    if strength <= 0 or span <= 0:
+        return 0.0
+    return span * strength / (1 - strength) / EMA_POINTS_PER_WIDTH
+
+
+def step_ema(xs: Sequence[float], values: Sequence[float], horizon: float) -> list[float]:
+    """EMA over x distance: a value's weight decays as exp(-Δx / horizon), with the curve
+    taken as linear between points (Eckner's EMA for uneven time series). Behind a steady
+    trend it lags by ``horizon`` whatever the spacing of the points, so a run logged every
+    step and one logged every 50 steps smooth alike. Starts at the first value (no bias)."""
+    x, v = np.asarray(xs, dtype=float), np.asarray(values, dtype=float)
+    if horizon <= 0 or len(v) < 2:
+        return v.tolist()
+    alpha = np.abs(np.diff(x)) / horizon  # x in order; a path (x not monotone): its length
+    decay = np.exp(-alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ramp = np.where(alpha > 1e-12, -np.expm1(-alpha) / alpha, 1.0)  # (1 - decay) / alpha
+    # out[i+1] = decay[i] * out[i] + gain[i], solved a chunk at a time in closed form.
+    gain = (ramp - decay) * v[:-1] + (1 - ramp) * v[1:]
+    exponent = np.concatenate(([0.0], np.cumsum(np.minimum(alpha, _MAX_EXPONENT))))
+    out = np.empty_like(v)
+    out[0] = v[0]
+    start = 0
+    while start < len(v) - 1:
+        end = max(
+            start + 2, int(np.searchsorted(exponent, exponent[start] + _MAX_EXPONENT, "right"))
+        )
+        grown = np.exp(exponent[start + 1 : end] - exponent[start])
+        total = out[start] + np.cumsum(gain[start : end - 1] * grown)
+        out[start + 1 : end] = total / grown
+        start = end - 1
+    return out.tolist()
 
 
 def positive_steps(steps: Sequence[float], values: Sequence[float]) -> tuple[list, list]:
@@ -294,12 +349,85 @@ def positive_steps(steps: Sequence[float], values: Sequence[float]) -> tuple[lis
     return list(steps[start:]), list(values[start:])
 
 
-def log_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Tick positions in log10(step) with labels 1, 10, 100, 1k, ... between lo and hi steps."""
+def log_ticks(lo: float, hi: float, columns: int = 80) -> tuple[list[float], list[str]]:
+    """Ticks for a log step axis over the steps lo..hi drawn ``columns`` wide: positions in
+    log10(step) at 1, 2 and 5 x 10^k, labelled (1, 2, 5, 10, ..., 2k, 5k) where the labels fit,
+    else only the decades (every n-th if need be) and the rest as bare minor ticks; linear
+    ticks when the range holds fewer than two decades' worth of those."""
     lo, hi = max(lo, 1.0), max(hi, 1.0)
-    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    positions = [float(p) for p in range(first, last + 1)]
-    return positions, [step_label(10**p) for p in range(first, last + 1)]
+    steps = _log_steps(lo, hi, (1, 2, 5))
+    if len(steps) < 2:
+        positions, labels = linear_ticks(lo, hi, columns)
+        kept = [(p, label) for p, label in zip(positions, labels, strict=True) if p > 0]
+        return [math.log10(p) for p, _ in kept], [label for _, label in kept]
+    positions = [math.log10(step) for step in steps]
+    labels = [step_label(step) for step in steps]
+    span = (math.log10(hi), math.log10(lo))
+    if labels_fit(positions, labels, span[1], span[0], columns):
+        return positions, labels
+    decades = [i for i, step in enumerate(steps) if _is_decade(step)]
+    stride = 1
+    while stride < len(decades) and not labels_fit(
+        [positions[i] for i in decades[::stride]],
+        [labels[i] for i in decades[::stride]],
+        span[1],
+        span[0],
+        columns,
+    ):
+        stride += 1
+    shown = set(decades[::stride])
+    return positions, [label if i in shown else "" for i, label in enumerate(labels)]
+
+
+def _is_decade(step: float) -> bool:
+    return math.isclose(10 ** round(math.log10(step)), step)
+
+
+def _log_steps(lo: float, hi: float, mantissas: tuple[int, ...]) -> list[float]:
+    # A little slack: log10 and back turns 10 into 9.999999999999998.
+    low, high = lo * (1 - 1e-9), hi * (1 + 1e-9)
+    decades = range(math.floor(math.log10(low)), math.floor(math.log10(high)) + 1)
+    steps = [m * 10.0**k for k in decades for m in mantissas]
+    return [step for step in steps if low <= step <= high]
+
+
+def labels_fit(
+    positions: Sequence[float], labels: Sequence[str], lo: float, hi: float, columns: int
+) -> bool:
+    """Whether labels centred on their positions, on an axis lo..hi drawn ``columns`` wide,
+    keep two spaces between neighbours."""
+    if hi <= lo:
+        return len(positions) < 2
+    per_unit = columns / (hi - lo)
+    pairs = zip(positions, positions[1:], labels, labels[1:], strict=False)
+    return all((b - a) * per_unit >= (len(la) + len(lb)) / 2 + 2 for a, b, la, lb in pairs)
+
+
+def linear_ticks(
+    lo: float, hi: float, columns: int = 80, least_gap: float = 1.0
+) -> tuple[list[float], list[str]]:
+    """Evenly spaced ticks inside lo..hi at the smallest round gap (1, 2 or 5 x 10^k, at
+    least ``least_gap``) whose step labels fit on an axis ``columns`` wide."""
+    if hi <= lo:
+        return [lo], [step_label(lo)]
+    gap = nice_gap((hi - lo) / max(columns // 4, 1), least_gap)
+    while True:
+        first = math.ceil(lo / gap - 1e-9)
+        positions = [k * gap for k in range(first, math.floor(hi / gap + 1e-9) + 1)]
+        labels = [step_label(p) for p in positions]
+        if len(positions) < 3 or labels_fit(positions, labels, lo, hi, columns):
+            return positions, labels
+        gap = nice_gap(gap * 1.5)
+
+
+def nice_gap(least: float, floor: float = 0.0) -> float:
+    """The smallest 1, 2 or 5 x 10^k that is at least ``least`` (and ``floor``)."""
+    least = max(least, floor, 1e-12)
+    power = 10.0 ** math.floor(math.log10(least))
+    for mantissa in (1, 2, 5):
+        if mantissa * power >= least * (1 - 1e-9):
+            return mantissa * power
+    return 10 * power
 
 
 def step_label(step: float) -> str:

@@ -178,6 +178,7 @@ class MonitorScreen(ChartScreen):
         markers = self.markers()
         version = (series.version, len(markers), self.extra_metric)
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
+        x_range = series.step_span(self.log_x)  # one x axis for all charts: events line up
         charts = dict(
             zip(CORE_METRICS, ("#chart-accuracy", "#chart-loss", "#chart-norm"), strict=True)
         )
@@ -188,14 +189,14 @@ class MonitorScreen(ChartScreen):
                 if len(series.get(name))
             ]
             chart = self.query_one(selector, MetricChart)
-            chart.configure(log_x=self.log_x, smoothing=smoothing)
+            chart.configure(log_x=self.log_x, smoothing=smoothing, x_range=x_range)
             chart.show(curves, markers, version)
         extras = self.extra_names(series)
         if self.extra_metric not in extras:
             self.extra_metric = extras[0] if extras else None
         extra = self.query_one("#chart-extra", MetricChart)
         extra.title = f"{self.extra_metric or 'other metric'}  (m: next of {len(extras)})"
-        extra.configure(log_x=self.log_x, smoothing=smoothing)
+        extra.configure(log_x=self.log_x, smoothing=smoothing, x_range=x_range)
         curves = (
             [Curve(self.extra_metric, series.get(self.extra_metric), "yellow")]
             if (self.extra_metric)
