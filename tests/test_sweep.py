@@ -8,8 +8,8 @@ import os
 import signal
 
 import pytest
-
 from faultkit import SHORT, grokterm, kill_if_running, one_line_error, wait_for, wait_for_step
+
 from grokterm import launcher, processes
 from grokterm.errors import ConfigError
 from grokterm.lab import Lab

@@ -21,24 +21,11 @@ from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
-from grokterm.tui.widgets.chart import PALETTE, Curve, Marker, MetricChart, value_ticks
+from grokterm.tui.widgets.chart import PALETTE, Curve, Marker, MetricChart, rich_colour, value_ticks
 
 SPLITS = ("test", "train")
 START, END = "○", "●"  # a trajectory's first and last point in the LU view
 LU_TIME = f"time runs {START} → {END}"
-# plotext colour names -> the same terminal colours for Rich (legend, table headers).
-PLOTEXT_CODES = {
-    "black": 0, "red": 1, "green": 2, "orange": 3, "blue": 4, "magenta": 5, "cyan": 6,
-    "gray+": 7, "gray": 8, "red+": 9, "green+": 10, "orange+": 11, "blue+": 12,
-    "magenta+": 13, "cyan+": 14, "white": 15,
-}  # fmt: skip
-
-
-def rich_colour(plotext_colour: str) -> str:
-    code = PLOTEXT_CODES.get(plotext_colour)
-    return f"color({code})" if code is not None else plotext_colour
-
-
 def run_colour(run_ids: list[str], run_id: str) -> str:
     """A run's colour: its position among the compared runs, so it never changes."""
     return PALETTE[run_ids.index(run_id) % len(PALETTE)]
