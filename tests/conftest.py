@@ -46,8 +46,14 @@ def synthetic_records(
                 weight_norm=40.0 - 25.0 * step / max(total, 1),
                 last_layer_norm=12.0 - 6.0 * step / max(total, 1),
                 cos_dist=0.05 * _math.exp(-step / 500),
-                htsr_alpha=4.0 - 1.8 * step / max(total, 1),
             )
+            # What the HTSR and spectral probes record (per layer; a window of the loss).
+            record["alpha/embed.weight"] = 4.0 - 1.8 * step / max(total, 1)
+            record["alpha/mlp.0.weight"] = 3.2 - 1.5 * step / max(total, 1)
+            if step:
+                record["spectral/energy"] = 10 ** (1 + 2 * step / max(total, 1))
+        if step % (10 * eval_every) == 0:
+            record["traps_total"] = float(step >= 0.8 * total)
         records.append(record)
     return records
 

@@ -33,6 +33,14 @@ class Marker:
     label: str
 
 
+@dataclass(frozen=True)
+class Guide:
+    """A horizontal reference line at a y value (such as α = 2), always in view."""
+
+    value: float
+    label: str
+
+
 def value_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
     """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units)."""
     first, last = math.floor(lo), math.ceil(hi)
@@ -54,6 +62,7 @@ class MetricChart(PlotextPlot):
         self.smoothing = 0.0
         self.curves: list[Curve] = []
         self.markers: list[Marker] = []
+        self.guides: tuple[Guide, ...] = ()  # set before show(); a change needs a new version
         self._version: object = None
         self._dirty = True
 
@@ -108,7 +117,9 @@ class MetricChart(PlotextPlot):
         if not x_range:
             plt.title(self.title + ": no data yet")
             return
+        y_range += self._guide_ys()
         self._axes(min(x_range), max(x_range), min(y_range), max(y_range))
+        self._draw_guides(min(x_range))
 
     def _prepared(self, series: Series | StepSeries, buckets: int) -> tuple[list, list]:
         # Downsampled first: log is monotone, so each bucket's extremes survive it.
@@ -134,3 +145,19 @@ class MetricChart(PlotextPlot):
             plt.vertical_line(x, color=FADED)
             plt.text(marker.label, x, y_hi, color="white")
         plt.xlabel("step (log)" if self.log_x else "step")
+
+    # --- guides (reference lines), kept apart from the axes and curves above ---------------
+
+    def _guide_ys(self) -> list[float]:
+        return [y for _, y in self._placed_guides()]
+
+    def _placed_guides(self) -> list[tuple[Guide, float]]:
+        """Each guide with its y on the plot (log10 on a log axis, which cannot show <= 0)."""
+        if not self.log_y:
+            return [(guide, guide.value) for guide in self.guides]
+        return [(guide, math.log10(guide.value)) for guide in self.guides if guide.value > 0]
+
+    def _draw_guides(self, x_lo: float) -> None:
+        for guide, y in self._placed_guides():
+            self.plt.horizontal_line(y, color=FADED)
+            self.plt.text(guide.label, x_lo, y, color=FADED, alignment="left")
