@@ -2,26 +2,21 @@
 slots pinned per lab (and a damaged layout file ignored), the 80x24 pages, and an honest
 status line (a smoothed rate while running, none once the run has ended).
 
-The recorded lab (`recorded_lab`) holds one real run, replayed from
-tests/data/omnigrok-mnist-init1-monitor.jsonl.gz: every probe record of omnigrok-mnist-init1
-(1e5 steps; per-layer α, spectral energy, correlation traps at 240, 11491, 24886, 53894) and
-its loss at 300 log-spaced steps, with the run's events and summary.
+Most tests open the one real run of the `recorded_lab` fixture (conftest.py): omnigrok-mnist-
+init1, 1e5 steps, with correlation traps at steps 240, 11491, 24886 and 53894.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import time
-from pathlib import Path
 
 import pytest
 from pilotkit import wait_for, workers_done
 from textual.notifications import Notify
 from textual.widgets import Static
 
-from grokterm.lab import Lab, MetricStream, write_json_atomic
-from grokterm.presets import load_experiment
+from grokterm.lab import Lab, write_json_atomic
 from grokterm.tui import messages
 from grokterm.tui.app import GrokApp
 from grokterm.tui.monitor_layout import LAYOUT_FILE, SlotContent, load_pins, save_pins
@@ -29,7 +24,6 @@ from grokterm.tui.rate import StepRate, eta_text
 from grokterm.tui.screens.monitor import MonitorScreen
 
 SIZE = (120, 40)
-RECORDED = Path(__file__).parent / "data" / "omnigrok-mnist-init1-monitor.jsonl.gz"
 DEFAULT_TITLES = [
     "accuracy",
     "loss",
@@ -37,60 +31,6 @@ DEFAULT_TITLES = [
     "spectral energy of the loss",
     "weight norm",
 ]
-RUN_EVENTS = [
-    (4, "t1", "train acc 0.643 ≥ 0.5"),
-    (69, "t2", "memorized: train acc 0.995 ≥ 0.99"),
-    (100000, "outcome", "memorization: train memorized at 69, test never generalized"),
-]
-RUN_SUMMARY = {
-    "t1": 4,
-    "t2": 69,
-    "t3": None,
-    "t4": None,
-    "phase": "memorization",
-    "train_acc": 1.0,
-    "test_acc": 0.83875,
-    "best_test_acc": 0.921,
-    "steps_per_second": 157.09,
-    "train_seconds": 636.593,
-    "device": "cpu",
-}
-
-
-def build_recorded_lab(root: Path) -> tuple[Lab, str]:
-    lab = Lab(root)
-    preset, exp = load_experiment("omnigrok-mnist-init1")
-    run_id = lab.create_run(exp.name, preset, exp.model_dump(mode="json"), list(exp.tags)).id
-    with (
-        gzip.open(RECORDED, "rt") as lines,
-        MetricStream(lab.run_dir(run_id) / "metrics.jsonl") as stream,
-    ):
-        for line in lines:
-            stream.append(json.loads(line))
-    events = [{"step": s, "kind": k, "detail": d, "thresholds": {}} for s, k, d in RUN_EVENTS]
-    lab.add_events(run_id, events)
-    times = {
-        "created": "2026-01-15T09:00:00+00:00",
-        "started": "2026-01-15T09:00:05+00:00",
-        "ended": "2026-01-15T09:10:41+00:00",
-    }
-    lab.update_run(
-        run_id, status="finished", step=100000, summary=RUN_SUMMARY, device="cpu", **times
-    )
-    return lab, run_id
-
-
-@pytest.fixture
-def recorded_lab(tmp_path, monkeypatch):
-    """(lab, run_id) at the relative path ./lab, so that screens read the same anywhere."""
-    monkeypatch.chdir(tmp_path)
-    with monkeypatch.context() as patch:
-        patch.setattr("grokterm.lab.store.now_iso", lambda: "2026-01-15T10:00:00+00:00")
-        lab, run_id = build_recorded_lab(Path("lab"))
-        lab.add_note("first layer's α dips below 2 late", run_id=run_id, step=53894)
-    return lab, run_id
-
-
 # --- helpers -------------------------------------------------------------------------------
 
 

@@ -91,20 +91,23 @@ def test_help_screen(snap_compare, tui_lab):
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
 
 
-def test_monitor_of_a_finished_run(snap_compare, tui_lab):
-    """The monitor of the finished grokking run: four charts, events, notes."""
-    lab, ids = tui_lab
+def test_monitor_dashboard(snap_compare, recorded_lab):
+    """The default monitor of a real finished run (recorded stream): accuracy, loss, HTSR α
+    per layer with the α = 2 line and trap marks, spectral energy, weight norm and the slot
+    of any other metric; events and the note beside them; no rate for an ended run."""
+    lab, run_id = recorded_lab
 
     async def run_before(pilot):
         app = pilot.app
-        await runs_loaded(pilot, select=ids["grok"])
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+        await quiet(pilot)
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
-        charts = list(app.screen.query(MetricChart))
-        side = app.screen.query_one("#monitor-events", Static)
-        await wait_for(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
-        await wait_for(pilot, lambda: all(chart.curves for chart in charts), "chart data")
         screen = app.screen
+        charts = list(screen.query(MetricChart))
+        side = screen.query_one("#monitor-events", Static)
+        await wait_for(pilot, lambda: "dips below 2" in str(side.content), "the notes")
+        await wait_for(pilot, lambda: all(chart.curves for chart in charts), "chart data")
         await wait_for(
             pilot,
             lambda: screen._drawn_version == screen.tail.series.version,

@@ -18,6 +18,7 @@ from grokterm.tui.series import Series, StepSeries, ema, log_ticks
 PALETTE = ["cyan+", "orange+", "green+", "magenta+", "blue+", "red+", "yellow", "cyan", "orange"]
 FADED = "gray"
 REDRAW_SECONDS = 0.2
+PLOT_FRAME = 5  # rows of a chart that are not its canvas: title, frame, x ticks, x label
 
 
 @dataclass
@@ -41,10 +42,14 @@ class Guide:
     label: str
 
 
-def value_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:
-    """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units)."""
+def value_ticks(lo: float, hi: float, most: int | None = None) -> tuple[list[float], list[str]]:
+    """Ticks for a log10 value axis: powers of ten inside [lo, hi] (in log10 units), every
+    k-th power when there are more than `most`. (plotext keeps one of two ticks that fall on
+    one row, and which one changes from process to process.)"""
     first, last = math.floor(lo), math.ceil(hi)
-    return [float(p) for p in range(first, last + 1)], [f"1e{p}" for p in range(first, last + 1)]
+    every = math.ceil((last - first + 1) / most) if most else 1
+    powers = [p for p in range(first, last + 1) if p % every == 0]
+    return [float(p) for p in powers], [f"1e{p}" for p in powers]
 
 
 class MetricChart(PlotextPlot):
@@ -135,9 +140,9 @@ class MetricChart(PlotextPlot):
             plt.xticks(positions, labels)
             plt.xlim(positions[0], positions[-1])
         if self.log_y and y_hi > y_lo:
-            positions, labels = value_ticks(y_lo, y_hi)
+            positions, labels = value_ticks(y_lo, y_hi, most=max(2, self.size.height - PLOT_FRAME))
             plt.yticks(positions, labels)
-            plt.ylim(positions[0], positions[-1])
+            plt.ylim(math.floor(y_lo), math.ceil(y_hi))
         for marker in self.markers:
             if marker.step <= 0 and self.log_x:
                 continue
