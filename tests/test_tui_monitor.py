@@ -21,13 +21,13 @@ from grokterm.tui import messages
 from grokterm.tui.app import GrokApp
 from grokterm.tui.monitor_layout import LAYOUT_FILE, SlotContent, load_pins, save_pins
 from grokterm.tui.rate import StepRate, eta_text
-from grokterm.tui.screens.monitor import MonitorScreen
+from grokterm.tui.screens.monitor import TITLE_MAX, MonitorScreen, slot_title
 
 SIZE = (120, 40)
 DEFAULT_TITLES = [
     "accuracy",
     "loss",
-    "HTSR α per layer  ×n: correlation traps",
+    "HTSR α per layer  ×n: traps",
     "spectral energy of the loss",
     "weight norm",
 ]
@@ -60,7 +60,7 @@ def titles(screen: MonitorScreen) -> list[str]:
 
 
 def bare(title: str) -> str:
-    return title.removeprefix("▸ ").removesuffix(" · pinned")
+    return title.removeprefix("▸ ").replace(" · pinned", "")
 
 
 def status_text(screen: MonitorScreen) -> str:
@@ -131,14 +131,14 @@ async def test_a_pinned_metric_stays_in_its_slot_in_a_new_app_until_unpinned(rec
         assert screen.slot == 0 and screen.charts()[0].title.startswith("▸ ")
         await pilot.press("m", "m", "p")
         pinned = screen.charts()[0].curves[0].label
-        assert pinned not in ("train", "test") and screen.charts()[0].title.endswith("pinned")
+        assert pinned not in ("train", "test") and "· pinned" in screen.charts()[0].title
     assert load_pins(lab.root) == ({0: SlotContent("metric", pinned)}, None)
 
     app = GrokApp(lab)
     async with app.run_test(size=SIZE) as pilot:
         screen = await monitor_of(pilot, run_id)
         first = screen.charts()[0]
-        assert [c.label for c in first.curves] == [pinned] and first.title.endswith("pinned")
+        assert [c.label for c in first.curves] == [pinned] and "· pinned" in first.title
         assert titles(screen)[1:5] == DEFAULT_TITLES[1:]
         await pilot.press("c", "u")  # slot 6 is in use at first; c moves to slot 1
         assert titles(screen)[0] == "accuracy"
@@ -201,7 +201,7 @@ async def test_a_lab_folder_that_refuses_the_layout_file_is_an_error_notice(reco
             if isinstance(m, Notify) and m.notification.severity == "error"
         ]
         assert errors and errors[0].startswith("Could not save the monitor layout")
-        assert not screen.pins and not screen.charts()[5].title.endswith("pinned")
+        assert not screen.pins and "pinned" not in screen.charts()[5].title
 
 
 # --- the status line: rate and ETA ---------------------------------------------------------
@@ -306,3 +306,20 @@ def test_the_layout_file_is_written_whole_and_read_back(tmp_path):
     assert load_pins(tmp_path) == (pins, None)
     assert [p.name for p in tmp_path.iterdir()] == [LAYOUT_FILE]  # no temp file left
     assert load_pins(tmp_path / "nowhere") == ({}, None)
+
+
+def test_slot_titles_fit_a_chart_at_80x24_dropping_the_hint_first():
+    assert slot_title("accuracy", "", focused=True, pinned=False) == "▸ accuracy"
+    assert slot_title("cos_dist", "  (m: next of 9)", focused=False, pinned=True) == (
+        "cos_dist · pinned  (m: next of 9)"
+    )
+    name = "log_spectral_norm/blocks.0.attn.query.weight"
+    assert slot_title(name, "  (m: next of 40)", focused=True, pinned=True) == (
+        "▸ …blocks.0.attn.query.weight · pinned"
+    )
+    long_hint = slot_title(
+        "stable_rank/mlp.0.weight", "  (m: next of 34)", focused=True, pinned=True
+    )
+    assert long_hint == "▸ stable_rank/mlp.0.weight · pinned"
+    for title in (long_hint, slot_title(name, "", focused=True, pinned=True)):
+        assert len(title) <= TITLE_MAX

@@ -30,12 +30,23 @@ from grokterm.tui.widgets.chart import Curve, Marker, MetricChart
 SHOWN_ELSEWHERE = {name for key in ("accuracy", "loss", "norm") for name, _, _ in PANELS[key].fixed}
 FREE_SLOT = DEFAULT_SLOTS.index(None)  # the slot of "any other metric", focused at first
 PER_PAGE = 2  # charts side by side on a narrow terminal; `c` moves to the next
+TITLE_MAX = 38  # characters: the width of a chart at 80x24, two to a row
 
 
 def rate_text(rate: float | None) -> str:
     if not rate:
         return "– steps/s"
     return f"{rate:,.0f} steps/s" if rate >= 10 else f"{rate:.1f} steps/s"
+
+
+def slot_title(name: str, hint: str, *, focused: bool, pinned: bool) -> str:
+    """`▸ name · pinned  hint`, in TITLE_MAX characters: the hint goes first, then the
+    start of the name (plotext drops a title wider than its chart)."""
+    mark, pin = ("▸ " if focused else ""), (" · pinned" if pinned else "")
+    room = TITLE_MAX - len(mark) - len(pin)
+    if len(name) + len(hint) <= room:
+        return mark + name + pin + hint
+    return mark + (name if len(name) <= room else "…" + name[-(room - 1) :]) + pin
 
 
 class MonitorScreen(ChartScreen):
@@ -220,11 +231,9 @@ class MonitorScreen(ChartScreen):
         smoothing = SMOOTHING_LEVELS[self.smoothing_index]
         for index, chart in enumerate(self.charts()):
             content = self.content_of(index, extras)
-            curves, marks = self.slot_data(chart, content, series, markers, len(extras))
-            if index == self.slot:
-                chart.title = "▸ " + chart.title
-            if content is not None and self.pins.get(index) == content:
-                chart.title += " · pinned"
+            curves, marks, name, hint = self.slot_data(chart, content, series, markers, extras)
+            pinned = content is not None and self.pins.get(index) == content
+            chart.title = slot_title(name, hint, focused=index == self.slot, pinned=pinned)
             chart.configure(log_x=self.log_x, smoothing=smoothing)
             version = (series.version, len(marks), chart.title, chart.log_y, chart.guides)
             chart.show(curves, marks, version)
@@ -235,22 +244,22 @@ class MonitorScreen(ChartScreen):
         content: SlotContent | None,
         series: RunSeries,
         markers: list[Marker],
-        extras: int,
-    ) -> tuple[list[Curve], list[Marker]]:
-        """Set the chart's title, y axis and guides for `content`; its curves and markers."""
+        extras: list[str],
+    ) -> tuple[list[Curve], list[Marker], str, str]:
+        """Set the chart's y axis and guides for `content`; its curves, markers, title and
+        a hint for the title."""
         panel = PANELS.get(content.name) if content and content.kind == "chart" else None
         chart.log_y = panel.log_y if panel else False
         chart.guides = panel.guides if panel else ()
         if panel is not None:
             traps = trap_markers(series) if panel.traps else []
-            chart.title = panel.title + ("  ×n: correlation traps" if traps else "")
-            return panel.curves(series), markers + traps
+            hint = "  ×n: traps" if traps else ""
+            return panel.curves(series), markers + traps, panel.title, hint
         if content is None:
-            chart.title = "other metric (m)"
-            return [], markers
-        chart.title = f"{content.name}  (m: next of {extras})"
+            return [], markers, "other metric", "  (m)"
         values = series.get(content.name)
-        return ([Curve(content.name, values, "yellow")] if len(values) else []), markers
+        curves = [Curve(content.name, values, "yellow")] if len(values) else []
+        return curves, markers, content.name, f"  (m: next of {len(extras)})"
 
     def side_text(self) -> Text:
         text = Text()
