@@ -20,8 +20,10 @@ from grokterm.lab import Lab, write_json_atomic
 from grokterm.tui import messages
 from grokterm.tui.app import GrokApp
 from grokterm.tui.monitor_layout import LAYOUT_FILE, SlotContent, load_pins, save_pins
+from grokterm.tui.panels import PANELS, trap_markers
 from grokterm.tui.rate import StepRate, eta_text
 from grokterm.tui.screens.monitor import TITLE_MAX, MonitorScreen, slot_title
+from grokterm.tui.series import RunSeries
 
 SIZE = (120, 40)
 DEFAULT_TITLES = [
@@ -323,3 +325,27 @@ def test_slot_titles_fit_a_chart_at_80x24_dropping_the_hint_first():
     assert long_hint == "▸ stable_rank/mlp.0.weight · pinned"
     for title in (long_hint, slot_title(name, "", focused=True, pinned=True)):
         assert len(title) <= TITLE_MAX
+
+
+def test_the_alpha_chart_draws_each_layer_with_a_value_and_marks_trap_changes():
+    series = RunSeries()
+    series.extend(
+        [
+            {
+                "step": 0,
+                "alpha/pos_embed": float("nan"),
+                "alpha/embed.weight": 3.0,
+                "alpha/mlp.0.weight": 5.0,
+                "alpha_mean": 4.0,
+                "traps_total": 0.0,
+            },
+            {"step": 10, "alpha/embed.weight": 2.5, "traps_total": 1.0},
+            {"step": 20, "traps_total": 1.0},
+            {"step": 30, "traps_total": 0.5},
+            {"step": 40, "traps_total": 0.0},
+        ]
+    )
+    alpha = PANELS["alpha"]
+    assert [curve.label for curve in alpha.curves(series)] == ["embed", "mlp.0"]
+    assert [(m.step, m.label) for m in trap_markers(series)] == [(10, "×1"), (30, "×0.5")]
+    assert trap_markers(RunSeries()) == []

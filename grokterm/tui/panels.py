@@ -39,8 +39,8 @@ class Panel:
             for name, label, colour in self.fixed
             if len(series.get(name))
         ]
-        if self.family:
-            layers = [n for n in series.names() if n.startswith(self.family)]
+        if self.family:  # a layer without a finite value (alpha of pos_embed: NaN) has none
+            layers = [n for n in self.metrics(series)[len(self.fixed) :] if len(series.get(n))]
             for index, name in enumerate(layers):
                 colour = PALETTE[index % len(PALETTE)]
                 curves.append(Curve(layer_label(name, self.family), series.get(name), colour))
