@@ -14,9 +14,13 @@
     line's "· k marked" on the pty), and the TUI process's CPU use over an idle interval
     (/proc/PID/stat), as a share of one core. Targets: paint <= 1 s, key <= 100 ms,
     idle CPU <= 10%.
+(d) The monitor of one finished run shaped like a real one (10^5 per-step losses, 400 probe
+    records with per-layer alphas, spectral energy, traps and ~40 other metrics): time from
+    pushing the screen to every chart drawn (its first full paint), and the median time of
+    one full redraw of the screen (update_charts, then every shown chart's rebuild + render).
 
     python benchmarks/bench_tui.py [--repeats 7] [--redraws 20] [--runs 50]
-        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy|redraw]
+        [--busy-runs 300] [--live 100] [--keys 15] [--idle 10] [--only busy|redraw|monitor]
 
 Prints one summary line per figure at the end.
 """
@@ -271,6 +275,106 @@ def bench_redraw(redraws: int) -> dict:
     return result
 
 
+# --- (d) the monitor ----------------------------------------------------------------------
+
+MONITOR_STEPS, MONITOR_PROBES = 100_000, 400
+LAYERS = ("mlp.0.weight", "mlp.2.weight", "mlp.4.weight")
+
+
+def probe_record(step: int) -> dict[str, float]:
+    """One probe record with the metric families of a real run (DESIGN §5)."""
+    x = step / MONITOR_STEPS
+    record = {"step": step, "train_acc": min(1.0, 0.1 + 3 * x), "test_acc": 0.1 + 0.8 * x,
+              "train_loss": 2.3 * (1 - x) + 1e-4, "test_loss": 2.3 * (1 - 0.8 * x),
+              "weight_norm": 90 - 40 * x, "last_layer_norm": 15 - 5 * x, "cos_dist": 1e-3,
+              "alpha_mean": 5 - 2 * x, "alpha_min": 4 - 2.2 * x,
+              "spectral/energy": 1 + math.sin(step / 997.0) ** 2, "spectral/activity": x}
+    for i, layer in enumerate(LAYERS):
+        for family in ("alpha", "alpha_weighted", "alpha_sigma", "alpha_tail", "norm",
+                       "stable_rank", "log_spectral_norm"):
+            record[f"{family}/{layer}"] = 6 - (3 + i) * x + 0.01 * i
+    if step % 10_000 == 0:
+        record["traps_total"] = float(step > 50_000)
+        record.update({f"traps/{layer}": float(step > 50_000) for layer in LAYERS})
+    return record
+
+
+def make_monitor_lab(root: Path) -> str:
+    from grokterm.lab import Lab, MetricStream
+    from grokterm.presets import load_experiment
+
+    lab = Lab(root)
+    preset, experiment = load_experiment("omnigrok-mnist")
+    run_id = lab.create_run("bench-monitor", preset, experiment.model_dump(mode="json"), []).id
+    probes = set(range(0, MONITOR_STEPS + 1, MONITOR_STEPS // MONITOR_PROBES))
+    with MetricStream(lab.run_dir(run_id) / "metrics.jsonl") as stream:
+        for step in range(MONITOR_STEPS + 1):
+            record = probe_record(step) if step in probes else {"step": step}
+            if step:
+                record["loss"] = 2.3 / (1 + step / 100) + 1e-3 * math.sin(step) ** 2
+            stream.append(record)
+    lab.update_run(run_id, status="finished", step=MONITOR_STEPS,
+                   summary={"steps_per_second": 190.0, "train_seconds": 520.0})
+    return run_id
+
+
+async def monitor_times(root: Path, run_id: str, redraws: int) -> tuple[float, list[float]]:
+    from grokterm.lab import Lab
+    from grokterm.tui import messages
+    from grokterm.tui.app import GrokApp
+    from grokterm.tui.screens.monitor import MonitorScreen
+    from grokterm.tui.widgets.chart import MetricChart
+
+    app = GrokApp(Lab(root))
+    async with app.run_test(size=(COLS, ROWS)) as pilot:
+        while not app.state.snapshot.loaded:
+            await pilot.pause(0.01)
+        start = time.perf_counter()
+        app.post_message(messages.OpenMonitor(run_id))
+        while True:
+            screen = app.screen
+            if isinstance(screen, MonitorScreen) and monitor_drawn(screen):
+                break
+            await pilot.pause(0.005)
+        paint = time.perf_counter() - start
+        charts = [chart for chart in screen.query(MetricChart) if chart.display]
+        times, cpu = [], []
+        for _ in range(redraws + 1):
+            begin, begin_cpu = time.perf_counter(), time.thread_time()
+            screen._drawn_version = -1
+            screen.update_charts()
+            for chart in charts:
+                chart.rebuild()
+                chart.render()
+            times.append(time.perf_counter() - begin)
+            cpu.append(time.thread_time() - begin_cpu)
+    return paint, times[1:], cpu[1:], len(charts)
+
+
+def monitor_drawn(screen) -> bool:
+    from grokterm.tui.widgets.chart import MetricChart
+
+    charts = [chart for chart in screen.query(MetricChart) if chart.display]
+    drawn = all(chart.curves and not chart._dirty for chart in charts)
+    return bool(charts) and drawn and screen._drawn_version == screen.tail.series.version
+
+
+def bench_monitor(redraws: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "lab"
+        run_id = make_monitor_lab(root)
+        paint, times, cpu, charts = asyncio.run(monitor_times(root, run_id, redraws))
+    result = {"paint": paint, "redraw": statistics.median(times), "max": max(times)}
+    result["cpu"] = statistics.median(cpu)
+    print(
+        f"monitor {COLS}x{ROWS} ({MONITOR_STEPS:,} steps, {MONITOR_PROBES} probes): first full "
+        f"paint {paint:.3f} s, full redraw of {charts} charts median {result['redraw'] * 1e3:.1f} "
+        f"ms (max {result['max'] * 1e3:.1f}), CPU of the UI thread {result['cpu'] * 1e3:.1f} ms, "
+        f"over {redraws}"
+    )
+    return result
+
+
 # --- (c) a busy lab ------------------------------------------------------------------------
 
 BEAT_SECONDS = 1.0  # a live run's metric flush and heartbeat interval, as a worker's
@@ -407,12 +511,16 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=100, help="live runs in the busy lab")
     parser.add_argument("--keys", type=int, default=15, help="keys timed on the busy lab")
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
-    parser.add_argument("--only", choices=["busy", "redraw"], help="run only this part")
+    parser.add_argument("--only", choices=["busy", "redraw", "monitor"], help="only this part")
     args = parser.parse_args()
 
     if args.only == "redraw":
         print_redraw(bench_redraw(args.redraws), args)
         return
+    if args.only == "monitor":
+        bench_monitor(args.redraws)
+        return
+
     busy = bench_busy_lab(args.busy_runs, args.live, args.keys, args.idle)
     print_busy(busy, args)
     if args.only == "busy":

@@ -46,8 +46,14 @@ def synthetic_records(
                 weight_norm=40.0 - 25.0 * step / max(total, 1),
                 last_layer_norm=12.0 - 6.0 * step / max(total, 1),
                 cos_dist=0.05 * _math.exp(-step / 500),
-                htsr_alpha=4.0 - 1.8 * step / max(total, 1),
             )
+            # What the HTSR and spectral probes record (per layer; a window of the loss).
+            record["alpha/embed.weight"] = 4.0 - 1.8 * step / max(total, 1)
+            record["alpha/mlp.0.weight"] = 3.2 - 1.5 * step / max(total, 1)
+            if step:
+                record["spectral/energy"] = 10 ** (1 + 2 * step / max(total, 1))
+        if step % (10 * eval_every) == 0:
+            record["traps_total"] = float(step >= 0.8 * total)
         records.append(record)
     return records
 
@@ -165,6 +171,59 @@ def tui_lab(tmp_path, monkeypatch, idle_process):
     """(lab, ids): the five-run lab of build_tui_lab, at the relative path ./lab."""
     monkeypatch.chdir(tmp_path)
     return build_tui_lab(_Path("lab"), monkeypatch, live_pid=idle_process.pid)
+
+
+# --- A recorded run (tests/test_tui_monitor.py, the monitor snapshot) ----------------------
+# tests/data/omnigrok-mnist-init1-monitor.jsonl.gz: every probe record of a real
+# omnigrok-mnist-init1 run (1e5 steps: per-layer α, spectral energy, correlation traps) and
+# its loss at 300 log-spaced steps; with the run's events and summary, in a fixed-time lab.
+
+RECORDED_STREAM = _Path(__file__).parent / "data" / "omnigrok-mnist-init1-monitor.jsonl.gz"
+_RECORDED_EVENTS = [
+    (4, "t1", "train acc 0.643 ≥ 0.5"),
+    (69, "t2", "memorized: train acc 0.995 ≥ 0.99"),
+    (100000, "outcome", "memorization: train memorized at 69, test never generalized"),
+]
+_RECORDED_SUMMARY = {
+    "t1": 4, "t2": 69, "t3": None, "t4": None, "phase": "memorization", "train_acc": 1.0,
+    "test_acc": 0.83875, "best_test_acc": 0.921, "steps_per_second": 157.09,
+    "train_seconds": 636.593, "device": "cpu",
+}
+
+
+def build_recorded_lab(root: _Path):
+    """(lab, run_id): the recorded run, finished, with its events."""
+    import gzip
+    import json
+
+    from grokterm.lab import Lab, MetricStream
+    from grokterm.presets import load_experiment
+
+    lab = Lab(root)
+    preset, exp = load_experiment("omnigrok-mnist-init1")
+    run_id = lab.create_run(exp.name, preset, exp.model_dump(mode="json"), list(exp.tags)).id
+    stream = MetricStream(lab.run_dir(run_id) / "metrics.jsonl")
+    with gzip.open(RECORDED_STREAM, "rt") as lines, stream:
+        for line in lines:
+            stream.append(json.loads(line))
+    lab.add_events(run_id, [_event(step, kind, detail) for step, kind, detail in _RECORDED_EVENTS])
+    lab.update_run(
+        run_id, status="finished", step=100000, summary=_RECORDED_SUMMARY, device="cpu",
+        created=f"{_DAY}09:00:00+00:00", started=f"{_DAY}09:00:05+00:00",
+        ended=f"{_DAY}09:10:41+00:00",
+    )
+    return lab, run_id
+
+
+@_pytest.fixture
+def recorded_lab(tmp_path, monkeypatch):
+    """(lab, run_id) of build_recorded_lab at the relative path ./lab, plus one note."""
+    monkeypatch.chdir(tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr("grokterm.lab.store.now_iso", lambda: TUI_NOTE_TIME)
+        lab, run_id = build_recorded_lab(_Path("lab"))
+        lab.add_note("first layer's α dips below 2 late", run_id=run_id, step=53894)
+    return lab, run_id
 
 
 # Pilot waits for the app's queues, not for an idle CPU (see tests/pilotkit.py).

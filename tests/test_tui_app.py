@@ -308,13 +308,13 @@ async def test_enter_opens_the_monitor_with_charts_events_and_notes(tui_lab):
         await started(pilot, 5)
         await open_monitor(pilot, ids["grok"])
         by_id = charts(app)
-        await wait_for(pilot, lambda: by_id["chart-accuracy"].curves, "chart data")
-        assert [c.label for c in by_id["chart-accuracy"].curves] == ["train", "test"]
-        assert {c.label for c in by_id["chart-loss"].curves} >= {"train", "test"}
-        assert by_id["chart-norm"].curves and by_id["chart-extra"].curves
-        accuracy = by_id["chart-accuracy"].curves[0].series
+        await wait_for(pilot, lambda: by_id["slot-1"].curves, "chart data")
+        assert [c.label for c in by_id["slot-1"].curves] == ["train", "test"]
+        assert {c.label for c in by_id["slot-2"].curves} >= {"train", "test"}
+        assert by_id["slot-5"].curves and by_id["slot-6"].curves
+        accuracy = by_id["slot-1"].curves[0].series
         assert accuracy.steps[0] == 0 and accuracy.steps[-1] == 6000
-        assert {m.label for m in by_id["chart-accuracy"].markers} >= {"t1", "t2", "t3", "t4"}
+        assert {m.label for m in by_id["slot-1"].markers} >= {"t1", "t2", "t3", "t4"}
         await wait_for(pilot, lambda: "t4" in side_text(app), "the side pane")
         side = side_text(app)
         for expected in ("t1", "t2", "t3", "t4", "outcome", "grokking: t4 - t2 = 4200"):
@@ -343,7 +343,7 @@ async def test_reopening_a_monitor_still_draws_its_charts(tmp_path):
         await started(pilot, 1)
         for attempt in ("first", "second"):
             await open_monitor(pilot, run_id)
-            accuracy = charts(app)["chart-accuracy"]
+            accuracy = charts(app)["slot-1"]
             has_data = lambda chart=accuracy: chart.curves  # noqa: E731
             await wait_for(pilot, has_data, f"chart data in the {attempt} monitor")
             await pilot.press("escape")
@@ -357,7 +357,7 @@ async def test_monitor_keys_switch_axis_smoothing_and_metric(tui_lab):
         await started(pilot, 5)
         screen = await open_monitor(pilot, ids["grok"])
         by_id = charts(app)
-        await wait_for(pilot, lambda: by_id["chart-extra"].curves, "chart data")
+        await wait_for(pilot, lambda: by_id["slot-6"].curves, "chart data")
         status = lambda: text_of(screen.query_one("#monitor-status", Static))  # noqa: E731
         assert all(chart.log_x for chart in by_id.values()) and "x log" in status()
 
@@ -374,12 +374,12 @@ async def test_monitor_keys_switch_axis_smoothing_and_metric(tui_lab):
             await pilot.press("S")
         assert all(chart.smoothing == 0 for chart in by_id.values())
 
-        extra = by_id["chart-extra"]
+        extra = by_id["slot-6"]
         first = extra.curves[0].label
-        assert first in ("cos_dist", "htsr_alpha")
+        assert first in ("cos_dist", "traps_total")
         await pilot.press("m")
         second = extra.curves[0].label
-        assert {first, second} == {"cos_dist", "htsr_alpha"} and second in extra.title
+        assert {first, second} == {"cos_dist", "traps_total"} and second in extra.title
         await pilot.press("m")
         assert extra.curves[0].label == first
         await pilot.pause(0.3)
@@ -596,7 +596,7 @@ async def test_end_to_end_a_detached_run_finishes_in_the_tui(tmp_path, quiet_tor
 
         await wait_for(pilot, done, "the run to finish with a t2 event", timeout=RUN_DEADLINE)
         await wait_for(pilot, lambda: screen.tail.series.last_step == 300, "the last record")
-        assert by_id["chart-accuracy"].curves and by_id["chart-loss"].curves
+        assert by_id["slot-1"].curves and by_id["slot-2"].curves
         assert "300/300" in text_of(status)
         events = {event.kind: event for event in lab.events(run_id)}
         assert re.search(rf"\b{events['t2'].step}\s+t2\b", side_text(app))
@@ -658,20 +658,20 @@ async def test_metric_picker_filters_and_charts_the_chosen_metric(tui_lab):
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 5)
         await open_monitor(pilot, ids["grok"])
-        extra = charts(app)["chart-extra"]
+        extra = charts(app)["slot-6"]
         await wait_for(pilot, lambda: extra.curves, "chart data")
         await pilot.press("M")
         await typing_into(pilot, MetricPicker)
-        await pilot.press(*"alpha")
+        await pilot.press(*"alpha/mlp")
         await pilot.pause()
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
-        assert extra.curves[0].label == "htsr_alpha"
+        assert extra.curves[0].label == "alpha/mlp.0.weight"
         await pilot.press("M")
         await wait_for(pilot, lambda: isinstance(app.screen, MetricPicker), "the picker")
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
-        assert extra.curves[0].label == "htsr_alpha"
+        assert extra.curves[0].label == "alpha/mlp.0.weight"
 
 
 @pytest.mark.slow

@@ -93,27 +93,36 @@ def test_help_screen(snap_compare, tui_lab):
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
 
 
-def test_monitor_of_a_finished_run(snap_compare, tui_lab):
-    """The monitor of the finished grokking run: four charts, events, notes."""
-    lab, ids = tui_lab
+async def monitor_drawn(pilot, note: str) -> None:
+    """Open the selected run's monitor and wait until its shown charts are drawn from every
+    record read and its side pane holds `note`."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+    await quiet(pilot)
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
+    screen = app.screen
+    charts = [chart for chart in screen.query(MetricChart) if chart.display]
+    side = screen.query_one("#monitor-events", Static)
+    await wait_for(pilot, lambda: note in str(side.content), "the notes")
+    await wait_for(pilot, lambda: all(chart.curves for chart in charts), "chart data")
+    await wait_for(
+        pilot,
+        lambda: screen._drawn_version == screen.tail.series.version,
+        "the charts drawn from every record read",
+    )
+    await wait_for(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
+    await quiet(pilot)
+
+
+def test_monitor_dashboard(snap_compare, recorded_lab):
+    """The default monitor of a real finished run (recorded stream): accuracy, loss, HTSR α
+    per layer with the α = 2 line and trap marks, spectral energy, weight norm and the slot
+    of any other metric; events and the note beside them; no rate for an ended run."""
+    lab, _ = recorded_lab
 
     async def run_before(pilot):
-        app = pilot.app
-        await runs_loaded(pilot, select=ids["grok"])
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "the monitor")
-        charts = list(app.screen.query(MetricChart))
-        side = app.screen.query_one("#monitor-events", Static)
-        await wait_for(pilot, lambda: "classic grokking curve" in str(side.content), "the notes")
-        await wait_for(pilot, lambda: all(chart.curves for chart in charts), "chart data")
-        screen = app.screen
-        await wait_for(
-            pilot,
-            lambda: screen._drawn_version == screen.tail.series.version,
-            "the charts drawn from every record read",
-        )
-        await wait_for(pilot, lambda: not any(chart._dirty for chart in charts), "chart redraws")
-        await quiet(pilot)
+        await monitor_drawn(pilot, "dips below 2")
 
     assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
 
@@ -149,3 +158,19 @@ def test_chart_with_events_reference_and_layers(snap_compare):
         await quiet(pilot)
 
     assert snap_compare(ChartApp(), terminal_size=(110, 24), run_before=run_before)
+
+
+def test_monitor_dashboard_narrow(snap_compare, recorded_lab):
+    """At 80x24, two charts a page: `c` three times from the last slot shows α and spectral
+    energy side by side, the events below."""
+    lab, _ = recorded_lab
+
+    async def run_before(pilot):
+        await monitor_drawn(pilot, "dips below 2")
+        await pilot.press("c", "c", "c")
+        screen = pilot.app.screen
+        charts = [chart for chart in screen.query(MetricChart) if chart.display]
+        await wait_for(pilot, lambda: not any(chart._dirty for chart in charts), "the page")
+        await quiet(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(80, 24), run_before=run_before)
