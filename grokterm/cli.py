@@ -107,7 +107,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
     lab = lab_from(args)
     run_id = lab.resolve(args.run)
-    view = live.live_view(lab, lab.get_run(run_id))
+    view = live.marked_views(lab, [lab.get_run(run_id)])[0]  # a running run's t2 as in ls
     events, notes = lab.events(run_id), lab.notes(run_id)
     if args.json:
         shown = {"events": [event.to_json() for event in events], "notes": notes}
