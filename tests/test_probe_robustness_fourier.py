@@ -56,7 +56,7 @@ def test_noise_accuracy_clean_restore_and_degradation(trained):
     rng_before = torch.get_rng_state()
     out = robustness.noise_accuracy(model, data.train_x, data.train_y, [0.0, 0.3, 3.0], seed=7)
     assert list(out) == ["robust_acc/eps=0", "robust_acc/eps=0.3", "robust_acc/eps=3"]
-    clean = (model(data.train_x).argmax(1) == data.train_y).float().mean().item()
+    clean = int((model(data.train_x).argmax(1) == data.train_y).sum()) / len(data.train_y)
     assert clean == 1.0
     assert out["robust_acc/eps=0"] == clean
     assert out["robust_acc/eps=3"] < clean - 0.3
@@ -248,3 +248,11 @@ def test_fourier_metrics_on_a_trained_model(trained):
     assert metrics["fourier/n_key_freqs"] == len(freqs)
     assert all(isinstance(f, int) and 1 <= f <= P // 2 for f in freqs)
     assert 0.0 <= metrics["fourier/frac_clustered"] <= 1.0
+
+
+def test_accuracy_is_the_exact_fraction_so_a_090_bar_is_reached_at_9_of_10():
+    from grokterm.probes.basic import share
+
+    mask = torch.tensor([True] * 9 + [False])
+    assert share(mask) == 0.9 and share(mask) >= 0.9
+    assert float(mask.float().mean()) < 0.9  # why: float32 gives 0.89999998

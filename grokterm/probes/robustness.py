@@ -17,13 +17,13 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from grokterm.probes.basic import predict
+from grokterm.probes.basic import predict, share
 
 __all__ = ["all_pair_tokens", "commutativity_score", "noise_accuracy"]
 
 
 def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    return (predict(model, x).argmax(dim=1) == y).float().mean().item()
+    return share(predict(model, x).argmax(dim=1) == y)
 
 
 @torch.no_grad()
@@ -88,4 +88,4 @@ def commutativity_score(model: nn.Module, p: int, device: torch.device | str) ->
     finally:
         model.train(was_training)
     upper = torch.triu(torch.ones(p, p, dtype=torch.bool, device=preds.device), diagonal=1)
-    return (preds == preds.T)[upper].float().mean().item()
+    return share((preds == preds.T)[upper])
