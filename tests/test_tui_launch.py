@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from pilotkit import wait_for, workers_done
 from pydantic import ValidationError
+from textual import events
 from textual.app import App
+from textual.keys import _character_to_key
 from textual.widgets import Input, Select, Static, Switch
 
 from grokterm import launcher
@@ -126,6 +128,28 @@ async def type_into(pilot, dotted: str, text: str) -> None:
     await pilot.press(*text)
     await settle(pilot)
     assert control.value == text or control.type != "text", (control.value, text)
+
+
+def key_event(key: str) -> events.Key:
+    if len(key) == 1:
+        return events.Key(key if key.isalnum() else _character_to_key(key), key)
+    return events.Key(key, None)
+
+
+async def burst(pilot, *keys: str) -> None:
+    """Keys as a terminal delivers a burst (key repeat, a fast typist, tmux send-keys): all
+    posted at once, none waiting for the one before (pilot.press waits between keys)."""
+    for key in keys:
+        pilot.app.post_message(key_event(key))
+    await settle(pilot)
+
+
+async def focus_field(pilot, dotted: str) -> Input:
+    control = field(pilot.app, dotted).control
+    assert isinstance(control, Input)
+    control.focus()
+    await settle(pilot)
+    return control
 
 
 async def set_text(pilot, dotted: str, text: str) -> None:
@@ -338,6 +362,36 @@ async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
         await screen.action_launch()
         await wait_for(pilot, lambda: app.opened, "the launch")
         assert lab.get_run(app.opened[0]).config["model"]["kind"] == "transformer"
+
+
+async def test_a_fast_burst_of_keys_launches_exactly_what_was_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12: characters overtook backspaces, so `1.0`, End, eight backspaces, `2.5`
+    typed in one burst left the field empty (or `0`, `.0`: valid, and launched)."""
+    monkeypatch.setattr(launcher, "start", lambda lab, run_id, resume=False: None)  # no process
+    lab = Lab(tmp_path / "lab")
+    app = LaunchApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        weight_decay = await focus_field(pilot, "optim.weight_decay")
+        assert weight_decay.value == "1.0"
+        await burst(pilot, "end", *["backspace"] * 8, *"2.5")
+        assert weight_decay.value == "2.5"
+        hidden = await focus_field(pilot, "model.hidden")
+        await burst(pilot, "end", *["backspace"] * 7, *"[512]")
+        assert hidden.value == "[512]"
+        # Typing over a field's text (focus selects it), enter and tab to move on, and
+        # ctrl+l, all in one burst.
+        await focus_field(pilot, "optim.lr")
+        keys = [*"0.002", "enter", *"0.5", "tab", "end", *["backspace"] * 20, *"[0.8, 0.9]"]
+        await burst(pilot, *keys, "ctrl+l")
+        await wait_for(pilot, lambda: app.opened, "the launch")
+        config = lab.get_run(app.opened[0]).config
+    expected = preset_data()
+    expected["optim"].update(lr=0.002, weight_decay=0.5, betas=[0.8, 0.9])
+    expected["model"]["hidden"] = [512]
+    assert config == expected
 
 
 async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
