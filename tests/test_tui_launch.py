@@ -20,12 +20,15 @@ from grokterm.config import Detector, Experiment
 from grokterm.lab import Lab
 from grokterm.presets import list_presets, load_experiment
 from grokterm.tui.messages import OpenMonitor
+from grokterm.tui.app import GrokApp
+from grokterm.tui.screens.dialogs import Confirm
 from grokterm.tui.screens.launch import (
     ConfirmOverwrite,
     LaunchScreen,
     SavePresetDialog,
     check_preset_name,
 )
+from grokterm.tui.screens.runs import RunsScreen
 from grokterm.tui.widgets.config_form import ConfigForm, FormField, FormSection
 
 REPO_PRESETS = Path(__file__).resolve().parent.parent / "experiments"
@@ -394,6 +397,76 @@ async def test_a_fast_burst_of_keys_launches_exactly_what_was_typed(
     assert config == expected
 
 
+async def test_escape_leaves_an_unedited_form_and_asks_before_discarding_edits(
+    tmp_path: Path,
+) -> None:
+    app = LaunchApp(Lab(tmp_path / "lab"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "optim.weight_decay", "1")  # the same value as "1.0"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen), "leaving")
+        assert not isinstance(app.screen, Confirm)
+
+        app.push_screen(LaunchScreen(app.lab))
+        await on_screen(pilot, LaunchScreen)
+        await settle(pilot)
+        await type_into(pilot, "optim.weight_decay", "0.5")
+        await pilot.press("escape")
+        await on_screen(pilot, Confirm)
+        assert "Discard" in app.screen.question
+        await pilot.press("n")  # keep editing: the edit is still there
+        await back_on_the_form(pilot)
+        assert field(app, "optim.weight_decay").control.value == "0.5"
+        await pilot.press("escape")
+        await on_screen(pilot, Confirm)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: not isinstance(app.screen, (LaunchScreen, Confirm)),
+            "the form discarded",
+        )
+
+
+async def test_a_run_cloned_from_the_runs_screen_launches_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "start", lambda lab, run_id, resume=False: None)  # no process
+    lab = Lab(tmp_path / "lab")
+    _, nanda = load_experiment("nanda")
+    source = nanda.model_copy(
+        update={
+            "name": "wd-sweep",
+            "seed": 7,
+            "optim": nanda.optim.model_copy(update={"weight_decay": 0.3, "lr": 0.002}),
+        }
+    )
+    source_id = launcher.create_run(lab, source, "nanda")
+    app = GrokApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RunsScreen) and app.screen.selected_id() == source_id,
+            "the run in the table",
+        )
+        await pilot.press("N")
+        await on_screen(pilot, LaunchScreen)
+        await settle(pilot)
+        screen = app.screen
+        assert screen.cloned == source_id and source_id in screen.sub_title
+        assert screen.query_one("#launch-preset", Select).value == "nanda"
+        assert field(app, "name").control.value == "experiment"  # the model's default
+        assert field(app, "seed").control.value == "7"
+        assert field(app, "optim.weight_decay").control.value == "0.3"
+        assert not screen.form.edited
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: len(lab.list_runs()) == 2, "the clone's run")
+        clone = next(run for run in lab.list_runs() if run.id != source_id)
+    assert clone.preset == "nanda"
+    source_config = lab.get_run(source_id).config
+    assert clone.config == {**source_config, "name": "experiment"}
+
+
 async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -556,9 +629,10 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         await settle(pilot)
         assert "greater than" in (field(app, last_name).error or "")
         assert "1 field needs attention" in status_text(app)
-        await pilot.press("escape")
-        await settle(pilot)
-        assert not isinstance(app.screen, LaunchScreen)
+        await pilot.press("escape")  # the form has an edit: discard it
+        await on_screen(pilot, Confirm)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not isinstance(app.screen, (LaunchScreen, Confirm)), "out")
 
 
 def test_preset_names() -> None:

@@ -452,6 +452,7 @@ class ConfigForm(Widget, can_focus=False):
         super().__init__(name=name, id=id, classes=classes)
         self.model: type[Experiment] = type(experiment)
         self.experiment: Experiment | None = experiment
+        self.source = experiment  # what the form was loaded with: edits are changes from it
         self.valid = True
         self.error_count = 0
         self.sections: list[FormSection] = []
@@ -482,6 +483,7 @@ class ConfigForm(Widget, can_focus=False):
         """Replace every value with those of ``experiment`` (e.g. another preset)."""
         self.model = type(experiment)
         self.experiment = experiment
+        self.source = experiment
         self._build(experiment)
         await self.recompose()
         self.validate()
@@ -497,6 +499,13 @@ class ConfigForm(Widget, can_focus=False):
             else:
                 values.update(section.read())
         return values
+
+    @property
+    def edited(self) -> bool:
+        """The form would launch something other than what it was loaded with (text that
+        does not parse counts as an edit; `1` typed over `1.0` does not)."""
+        experiment, _errors = schema.validate(self.model, self.values())
+        return experiment != self.source
 
     def field(self, dotted: str) -> FormField:
         """The field at a dotted path, e.g. ``form.field("optim.lr")``."""
