@@ -75,7 +75,9 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
 
 
-async def one_run(interval: float, count: int, burst: bool) -> tuple[list[float], list[float], bool]:
+async def one_run(
+    interval: float, count: int, burst: bool
+) -> tuple[list[float], list[float], bool]:
     with tempfile.TemporaryDirectory() as tmp:
         app = BenchApp(Lab(Path(tmp) / "lab"))
         async with app.run_test(size=(120, 40)) as pilot:
@@ -89,7 +91,8 @@ async def one_run(interval: float, count: int, burst: bool) -> tuple[list[float]
             control.action_end()  # focusing selected the text; the keys edit from its end
             await pilot.pause(0.2)
             changes: list[float] = []
-            control.watch(control, "value", lambda _: changes.append(time.perf_counter()), init=False)
+            stamp = lambda _value: changes.append(time.perf_counter())  # noqa: E731
+            control.watch(control, "value", stamp, init=False)
             keys, expected = script(count)
             posted: list[float] = []
             for key in keys:
@@ -104,9 +107,9 @@ async def one_run(interval: float, count: int, burst: bool) -> tuple[list[float]
                 await asyncio.sleep(0.01)
             await pilot.pause(0.2)
             exact = control.value == expected
-            echo = [(done - sent) * 1000 for sent, done in zip(posted, changes)]
+            echo = [(done - sent) * 1000 for sent, done in zip(posted, changes, strict=False)]
             frames = []
-            for done, sent in zip(changes, posted):
+            for done, sent in zip(changes, posted, strict=False):
                 after = next((f for f in app.frames if f >= done), None)
                 if after is not None:
                     frames.append((after - sent) * 1000)

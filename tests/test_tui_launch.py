@@ -19,8 +19,8 @@ from grokterm import launcher
 from grokterm.config import Detector, Experiment
 from grokterm.lab import Lab
 from grokterm.presets import list_presets, load_experiment
-from grokterm.tui.messages import OpenMonitor
 from grokterm.tui.app import GrokApp
+from grokterm.tui.messages import OpenMonitor
 from grokterm.tui.screens.dialogs import Confirm
 from grokterm.tui.screens.launch import (
     ConfirmOverwrite,
