@@ -10,20 +10,25 @@ from typing import Any
 import pytest
 from pilotkit import wait_for, workers_done
 from pydantic import ValidationError
+from textual import events
 from textual.app import App
+from textual.keys import _character_to_key
 from textual.widgets import Input, Select, Static, Switch
 
 from grokterm import launcher
 from grokterm.config import Detector, Experiment
 from grokterm.lab import Lab
 from grokterm.presets import list_presets, load_experiment
+from grokterm.tui.app import GrokApp
 from grokterm.tui.messages import OpenMonitor
+from grokterm.tui.screens.dialogs import Confirm
 from grokterm.tui.screens.launch import (
     ConfirmOverwrite,
     LaunchScreen,
     SavePresetDialog,
     check_preset_name,
 )
+from grokterm.tui.screens.runs import RunsScreen
 from grokterm.tui.widgets.config_form import ConfigForm, FormField, FormSection
 
 REPO_PRESETS = Path(__file__).resolve().parent.parent / "experiments"
@@ -126,6 +131,28 @@ async def type_into(pilot, dotted: str, text: str) -> None:
     await pilot.press(*text)
     await settle(pilot)
     assert control.value == text or control.type != "text", (control.value, text)
+
+
+def key_event(key: str) -> events.Key:
+    if len(key) == 1:
+        return events.Key(key if key.isalnum() else _character_to_key(key), key)
+    return events.Key(key, None)
+
+
+async def burst(pilot, *keys: str) -> None:
+    """Keys as a terminal delivers a burst (key repeat, a fast typist, tmux send-keys): all
+    posted at once, none waiting for the one before (pilot.press waits between keys)."""
+    for key in keys:
+        pilot.app.post_message(key_event(key))
+    await settle(pilot)
+
+
+async def focus_field(pilot, dotted: str) -> Input:
+    control = field(pilot.app, dotted).control
+    assert isinstance(control, Input)
+    control.focus()
+    await settle(pilot)
+    return control
 
 
 async def set_text(pilot, dotted: str, text: str) -> None:
@@ -340,6 +367,106 @@ async def test_launch_right_after_a_kind_switch_launches_the_new_kind(
         assert lab.get_run(app.opened[0]).config["model"]["kind"] == "transformer"
 
 
+async def test_a_fast_burst_of_keys_launches_exactly_what_was_typed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue #12: characters overtook backspaces, so `1.0`, End, eight backspaces, `2.5`
+    typed in one burst left the field empty (or `0`, `.0`: valid, and launched)."""
+    monkeypatch.setattr(launcher, "start", lambda lab, run_id, resume=False: None)  # no process
+    lab = Lab(tmp_path / "lab")
+    app = LaunchApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        weight_decay = await focus_field(pilot, "optim.weight_decay")
+        assert weight_decay.value == "1.0"
+        await burst(pilot, "end", *["backspace"] * 8, *"2.5")
+        assert weight_decay.value == "2.5"
+        hidden = await focus_field(pilot, "model.hidden")
+        await burst(pilot, "end", *["backspace"] * 7, *"[512]")
+        assert hidden.value == "[512]"
+        # Typing over a field's text (focus selects it), enter and tab to move on, and
+        # ctrl+l, all in one burst.
+        await focus_field(pilot, "optim.lr")
+        keys = [*"0.002", "enter", *"0.5", "tab", "end", *["backspace"] * 20, *"[0.8, 0.9]"]
+        await burst(pilot, *keys, "ctrl+l")
+        await wait_for(pilot, lambda: app.opened, "the launch")
+        config = lab.get_run(app.opened[0]).config
+    expected = preset_data()
+    expected["optim"].update(lr=0.002, weight_decay=0.5, betas=[0.8, 0.9])
+    expected["model"]["hidden"] = [512]
+    assert config == expected
+
+
+async def test_escape_leaves_an_unedited_form_and_asks_before_discarding_edits(
+    tmp_path: Path,
+) -> None:
+    app = LaunchApp(Lab(tmp_path / "lab"))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await settle(pilot)
+        await type_into(pilot, "optim.weight_decay", "1")  # the same value as "1.0"
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: not isinstance(app.screen, LaunchScreen), "leaving")
+        assert not isinstance(app.screen, Confirm)
+
+        app.push_screen(LaunchScreen(app.lab))
+        await on_screen(pilot, LaunchScreen)
+        await settle(pilot)
+        await type_into(pilot, "optim.weight_decay", "0.5")
+        await pilot.press("escape")
+        await on_screen(pilot, Confirm)
+        assert "Discard" in app.screen.question
+        await pilot.press("n")  # keep editing: the edit is still there
+        await back_on_the_form(pilot)
+        assert field(app, "optim.weight_decay").control.value == "0.5"
+        await pilot.press("escape")
+        await on_screen(pilot, Confirm)
+        await pilot.press("y")
+        await wait_for(
+            pilot,
+            lambda: not isinstance(app.screen, (LaunchScreen, Confirm)),
+            "the form discarded",
+        )
+
+
+async def test_a_run_cloned_from_the_runs_screen_launches_its_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "start", lambda lab, run_id, resume=False: None)  # no process
+    lab = Lab(tmp_path / "lab")
+    _, nanda = load_experiment("nanda")
+    source = nanda.model_copy(
+        update={
+            "name": "wd-sweep",
+            "seed": 7,
+            "optim": nanda.optim.model_copy(update={"weight_decay": 0.3, "lr": 0.002}),
+        }
+    )
+    source_id = launcher.create_run(lab, source, "nanda")
+    app = GrokApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(
+            pilot,
+            lambda: isinstance(app.screen, RunsScreen) and app.screen.selected_id() == source_id,
+            "the run in the table",
+        )
+        await pilot.press("N")
+        await on_screen(pilot, LaunchScreen)
+        await settle(pilot)
+        screen = app.screen
+        assert screen.cloned == source_id and source_id in screen.sub_title
+        assert screen.query_one("#launch-preset", Select).value == "nanda"
+        assert field(app, "name").control.value == "experiment"  # the model's default
+        assert field(app, "seed").control.value == "7"
+        assert field(app, "optim.weight_decay").control.value == "0.3"
+        assert not screen.form.edited
+        await pilot.press("ctrl+l")
+        await wait_for(pilot, lambda: len(lab.list_runs()) == 2, "the clone's run")
+        clone = next(run for run in lab.list_runs() if run.id != source_id)
+    assert clone.preset == "nanda"
+    source_config = lab.get_run(source_id).config
+    assert clone.config == {**source_config, "name": "experiment"}
+
+
 async def test_save_as_preset(tmp_path: Path, presets: Path) -> None:
     app = LaunchApp(Lab(tmp_path / "lab"))
     async with app.run_test(size=(120, 40)) as pilot:
@@ -502,9 +629,10 @@ async def test_small_terminal_keyboard_only(tmp_path: Path) -> None:
         await settle(pilot)
         assert "greater than" in (field(app, last_name).error or "")
         assert "1 field needs attention" in status_text(app)
-        await pilot.press("escape")
-        await settle(pilot)
-        assert not isinstance(app.screen, LaunchScreen)
+        await pilot.press("escape")  # the form has an edit: discard it
+        await on_screen(pilot, Confirm)
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not isinstance(app.screen, (LaunchScreen, Confirm)), "out")
 
 
 def test_preset_names() -> None:

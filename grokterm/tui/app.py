@@ -120,7 +120,7 @@ class GrokApp(App):
     def on_open_launch(self, message: messages.OpenLaunch) -> None:
         from grokterm.tui.screens.launch import LaunchScreen
 
-        self.push_screen(LaunchScreen(self.lab, message.preset))
+        self.push_screen(LaunchScreen(self.lab, message.preset, message.run_id))
 
     def on_open_compare(self, message: messages.OpenCompare) -> None:
         from grokterm.tui.screens.compare import CompareScreen

@@ -22,6 +22,7 @@ class OpenMonitor(Message):
 @dataclass
 class OpenLaunch(Message):
     preset: str | None = None
+    run_id: str | None = None  # start from this run's config instead of a preset
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""The launch form: pick a preset, edit it in a form generated from the Experiment model,
-then launch it as a run process or save it as a new preset.
+"""The launch form: pick a preset (or clone a run), edit it in a form generated from the
+Experiment model, then launch it as a run process or save it as a new preset.
 
 The run is created and started through the launcher in a thread worker (creating the run
 takes the lab-log lock; starting it forks a process), so the UI never blocks. Every error
@@ -21,12 +21,13 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
-from grokterm import launcher
+from grokterm import launcher, schema
 from grokterm.config import Experiment
 from grokterm.errors import GrokError
 from grokterm.lab import Lab
 from grokterm.presets import ConfigError, list_presets, load_experiment, save_preset
 from grokterm.tui import bindings, messages
+from grokterm.tui.screens.dialogs import Confirm
 from grokterm.tui.widgets.config_form import ConfigForm
 
 DEFAULT_PRESET = "modadd-mlp"
@@ -161,8 +162,20 @@ class SavePresetDialog(ModalScreen[str | None]):
         self.dismiss(None)
 
 
+def clone_of(lab: Lab, run_id: str) -> tuple[str | None, Experiment]:
+    """A run's preset and experiment, to launch again: its config with the name reset to
+    the model's default (the seed is kept, so an unedited clone replays the run)."""
+    record = lab.get_run(run_id)
+    config = {**record.config, "name": Experiment.model_fields["name"].default}
+    experiment, errors = schema.validate(Experiment, config)
+    if experiment is None:
+        raise ConfigError(schema.summary(errors, f"run {run_id}"))
+    return record.preset, experiment
+
+
 class LaunchScreen(Screen):
-    """Launch an experiment: a preset, edited in a form generated from the Experiment model."""
+    """Launch an experiment: a preset or a run's config, edited in a form generated from the
+    Experiment model."""
 
     DEFAULT_CSS = """
     LaunchScreen {
@@ -222,7 +235,7 @@ class LaunchScreen(Screen):
     # GrokApp.on_open_monitor replaces (rather than covers) a screen that says this.
     replaced_by_monitor = True
 
-    def __init__(self, lab: Lab, preset: str | None = None) -> None:
+    def __init__(self, lab: Lab, preset: str | None = None, run_id: str | None = None) -> None:
         super().__init__()
         self.lab = lab
         self.presets = list(list_presets())
@@ -230,9 +243,22 @@ class LaunchScreen(Screen):
         self.launching = False
         self.status_serial = 0  # the form validation the status line shows
         self._startup_error: str | None = None
-        self._experiment = self._initial_experiment(preset)
+        self.cloned: str | None = None  # the run whose config the form started from
+        self._experiment = self._initial_experiment(preset, run_id)
 
-    def _initial_experiment(self, preset: str | None) -> Experiment:
+    def _initial_experiment(self, preset: str | None, run_id: str | None) -> Experiment:
+        if run_id is not None:
+            try:
+                preset_name, experiment = clone_of(self.lab, run_id)
+            except GrokError as exc:
+                self._startup_error = f"Run not cloned: {exc}"
+            else:
+                self.cloned = run_id
+                self.preset_name = preset_name if preset_name in self.presets else None
+                return experiment
+        return self._preset_experiment(preset)
+
+    def _preset_experiment(self, preset: str | None) -> Experiment:
         wanted = preset or (DEFAULT_PRESET if DEFAULT_PRESET in self.presets else None)
         wanted = wanted or (self.presets[0] if self.presets else None)
         if wanted is None:
@@ -269,7 +295,7 @@ class LaunchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = "launch an experiment"
+        self.sub_title = f"clone of run {self.cloned}" if self.cloned else "launch an experiment"
         self.query_one("#launch-preset", Select).focus()
         if self._startup_error:
             self.notify(self._startup_error, severity="error", markup=False)
@@ -326,7 +352,15 @@ class LaunchScreen(Screen):
     # -- actions ----------------------------------------------------------------------
 
     def action_back(self) -> None:
-        self.app.pop_screen()
+        if not self.form.edited:
+            self.app.pop_screen()
+            return
+
+        def answered(discard: bool | None) -> None:
+            if discard:
+                self.app.pop_screen()
+
+        self.app.push_screen(Confirm("Discard your edits to this form?"), answered)
 
     def action_help(self) -> None:
         self.post_message(messages.ShowHelp(self))

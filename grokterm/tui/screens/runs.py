@@ -84,6 +84,7 @@ class RunsScreen(GrokScreen):
 
     BINDINGS = [
         Binding("n", "new_run", "New run", id="new-run"),
+        Binding("N", "clone_run", "Clone run", id="clone-run"),
         Binding("enter", "open_run", "Open", id="open-run"),
         bindings.MARK,
         Binding("c", "compare", "Compare marked", id="compare"),
@@ -213,6 +214,11 @@ class RunsScreen(GrokScreen):
 
     def action_new_run(self) -> None:
         self.post_message(messages.OpenLaunch())
+
+    def action_clone_run(self) -> None:
+        run_id = self.selected_id()
+        if run_id:
+            self.post_message(messages.OpenLaunch(run_id=run_id))
 
     @on(DataTable.RowSelected)
     def _row_selected(self) -> None:

@@ -7,10 +7,13 @@ Nothing here lists the Experiment's fields by hand: the form walks the field spe
 titled section, and a discriminated union (``task``, ``model``) a section with a ``kind``
 select that rebuilds it with the new kind's defaults.
 
-Every change re-validates the whole form with pydantic, places each error on its field
-(``schema.place``), shows pydantic's message under that field and posts ``ConfigForm.Validity``.
-Unparseable text (``abc`` in a number field) is handed to pydantic as is, so it becomes that
-field's error, never an exception.
+A pause in the typing (``VALIDATE_AFTER``) re-validates the whole form with pydantic, places
+each error on its field (``schema.place``), shows pydantic's message under that field and posts
+``ConfigForm.Validity``; validation reads the fields and never writes into them. Unparseable
+text (``abc`` in a number field) is handed to pydantic as is, so it becomes that field's error,
+never an exception.
+
+Text fields are ``FormInput``s: keys act in the order they were typed, however fast (see there).
 """
 
 from __future__ import annotations
@@ -21,7 +24,10 @@ from typing import Any
 from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.message import Message
+from textual.reactive import Reactive
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
@@ -40,6 +46,8 @@ from grokterm.schema import (
 )
 
 NARROW_BELOW = 100  # form width in cells under which help text shows only for the focused field
+VALIDATE_AFTER = 0.15  # seconds without a change before the form re-validates
+FOCUS_KEYS = {"tab": "focus_next", "shift+tab": "focus_previous"}  # the Screen's bindings
 
 
 def _on_off(value: Any) -> str:
@@ -52,6 +60,52 @@ def control_id(path: Path) -> str:
 
 
 # -- widgets ------------------------------------------------------------------------------
+
+
+class FormInput(Input):
+    """An Input that takes keys in the order they were typed, however fast they come.
+
+    Textual inserts a typed character as soon as it reaches the Input, but an editing key
+    (backspace, end, ctrl+u) first travels up the DOM to the App, which then runs the Input's
+    binding for it. When keys queue up (key repeat, a fast typist, a busy machine) the
+    characters overtake the backspaces: End, eight backspaces and `2.5` left `1.0` empty
+    (Textualize/textual#6605). So this Input runs its own bindings, and the keys that move the
+    focus (tab, shift+tab, enter), as they arrive; a key that was already on its way here when
+    an earlier one moved the focus goes on to the field focused now.
+    """
+
+    # Input sets its virtual size (the width of its text) on every change, and Widget declares
+    # that size as layout-changing, so every key re-laid-out the whole screen: 30 ms for this
+    # form on an idle machine, hundreds on a busy one. A form field's box never depends on its
+    # text (fixed width, one line), so repainting the field is enough.
+    virtual_size: Reactive[Size] = Reactive(Size(0, 0), layout=False)
+
+    async def _on_key(self, event: events.Key) -> None:
+        focused = self.screen.focused
+        if focused is not self and focused is not None:
+            event.stop()
+            event.prevent_default()
+            focused._forward_event(events.Key(event.key, event.character))
+            return
+        if not event.is_printable and await self._run_key_inline(event.key):
+            event.stop()
+            event.prevent_default()
+            return
+        await super()._on_key(event)
+
+    async def _run_key_inline(self, key: str) -> bool:
+        if key in FOCUS_KEYS:
+            await self.app.run_action(FOCUS_KEYS[key])
+            return True
+        for binding in self._bindings.key_to_bindings.get(key, ()):
+            if not binding.priority and await self.app.run_action(binding.action, self):
+                return True
+        return False
+
+    async def action_submit(self) -> None:
+        """Enter moves to the next field, at once (a Submitted message would let the keys
+        typed after enter reach this field first)."""
+        self.screen.focus_next()
 
 
 class FormField(Vertical):
@@ -92,7 +146,7 @@ class FormField(Vertical):
             "list": "[a, b] or a, b",
             "toml": "TOML value",
         }.get(spec.kind, "")
-        return Input(
+        return FormInput(
             format_value(spec, value),
             placeholder=placeholder,
             type=input_type,  # type: ignore[arg-type]
@@ -117,7 +171,7 @@ class FormField(Vertical):
             return control.value
         if isinstance(control, Select):
             return None if control.value is Select.NULL else control.value
-        assert isinstance(control, Input)
+        assert isinstance(control, FormInput)
         return parse_text(self.spec, control.value)
 
     def set_error(self, message: str | None) -> None:
@@ -398,10 +452,12 @@ class ConfigForm(Widget, can_focus=False):
         super().__init__(name=name, id=id, classes=classes)
         self.model: type[Experiment] = type(experiment)
         self.experiment: Experiment | None = experiment
+        self.source = experiment  # what the form was loaded with: edits are changes from it
         self.valid = True
         self.error_count = 0
         self.sections: list[FormSection] = []
         self._pending = False
+        self._timer: Timer | None = None  # the validation waiting for a pause in the typing
         self._validated: str | None = None  # repr of the values the shown errors are for
         self.serial = 0  # validations so far: a Validity message carries its number
         self._build(experiment)
@@ -427,6 +483,7 @@ class ConfigForm(Widget, can_focus=False):
         """Replace every value with those of ``experiment`` (e.g. another preset)."""
         self.model = type(experiment)
         self.experiment = experiment
+        self.source = experiment
         self._build(experiment)
         await self.recompose()
         self.validate()
@@ -442,6 +499,13 @@ class ConfigForm(Widget, can_focus=False):
             else:
                 values.update(section.read())
         return values
+
+    @property
+    def edited(self) -> bool:
+        """The form would launch something other than what it was loaded with (text that
+        does not parse counts as an edit; `1` typed over `1.0` does not)."""
+        experiment, _errors = schema.validate(self.model, self.values())
+        return experiment != self.source
 
     def field(self, dotted: str) -> FormField:
         """The field at a dotted path, e.g. ``form.field("optim.lr")``."""
@@ -527,12 +591,16 @@ class ConfigForm(Widget, can_focus=False):
         return experiment
 
     def _schedule_validation(self) -> None:
-        # Coalesces a burst of changes (a paste, a kind switch) into one validation.
-        if not self._pending:
-            self._pending = True
-            self.call_later(self._scheduled_validation)
+        # Off the key path: one validation once the typing pauses, not one per key (a
+        # validation that changes what is shown restyles and re-lays-out the form).
+        self._pending = True
+        if self._timer is None:
+            self._timer = self.set_timer(VALIDATE_AFTER, self._scheduled_validation)
+        else:
+            self._timer.reset()
 
     def _scheduled_validation(self) -> None:
+        self._timer = None
         self._pending = False
         if self.is_attached:
             self.validate()
@@ -542,8 +610,3 @@ class ConfigForm(Widget, can_focus=False):
     @on(Switch.Changed)
     def _changed(self, event: Message) -> None:
         self._schedule_validation()
-
-    @on(Input.Submitted)
-    def _next_field(self, event: Input.Submitted) -> None:
-        event.stop()
-        self.screen.focus_next()
