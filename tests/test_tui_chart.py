@@ -237,3 +237,21 @@ def test_glyphs_spread_over_the_axis_or_along_a_path():
     path = ([3.0, 1.0, 2.0, 0.5, 4.0], [1.0, 2.0, 3.0, 4.0, 5.0])  # x goes back and forth
     at, values = glyph_points(*path, 0.5, 4.0, count=3, offset=0.5)
     assert list(zip(at, values, strict=True)) == [(1.0, 2.0), (2.0, 3.0), (0.5, 4.0)]
+
+
+async def test_many_labelled_layers_keep_the_legend_to_two_rows_and_the_canvas_readable():
+    """Eight layers' names (omnigrok's transformer) wrapped to four legend rows and left
+    the α chart two canvas rows at 120x40; the legend now ends in … after two rows."""
+    app = ChartApp()
+    async with app.run_test(size=(60, 14)) as pilot:
+        chart = app.query_one(MetricChart)
+        names = [f"blocks.0.attn.{part}" for part in ("key", "query", "value", "out")]
+        names += ["blocks.0.mlp_in", "blocks.0.mlp_out", "embed", "unembed"]
+        curves = [
+            Curve(name, series(10, 6_000, 50, lambda s, k=k: 2 + k / (1 + s / 1e3)), "cyan+")
+            for k, name in enumerate(names)
+        ]
+        lines = text_of(await drawn(pilot, chart, curves, []))
+        legend = [line for line in lines if "blocks.0" in line or "embed" in line]
+        assert len(legend) == 2 and lines[1].rstrip().endswith("…"), lines[:4]
+        assert lines[0].startswith("accuracy") and "┌" in lines[2]

@@ -36,6 +36,7 @@ REDRAW_SECONDS = 0.2
 GLYPH_EVERY = 12  # columns between two marks of one curve
 Y_LABELS_WIDTH = 6  # columns left of the canvas (y tick labels, axis), about
 PLOT_FRAME = 5  # rows of a chart that are not its canvas: header, frame, x ticks, x label
+HEADER_ROWS = 2  # the most rows the title and legend take
 LABEL_ROWS = 1  # rows kept free of data at the top of the canvas for event labels
 # plotext colour names -> the same terminal colours for Rich (the legend).
 PLOTEXT_CODES = {
@@ -165,13 +166,24 @@ class MetricChart(PlotextPlot):
             self.refresh()
 
     def render(self) -> Text:
-        rows = self.header.wrap(self.app.console, max(self.size.width, 1), overflow="ellipsis")
+        rows = self.header_rows(max(self.size.width, 1))
         plot = self._plot
         height = max(self.size.height - len(rows), 1)
         plot.plotsize(self.size.width, height)
         plot._set_size(self.size.width, height)  # as PlotextPlot.render: resizing needs both
         plot.theme(self._get_plotext_theme_name(self.app.theme))
         return Text("\n").join([*rows, Text.from_ansi(plot.build())])
+
+    def header_rows(self, width: int) -> list[Text]:
+        """The title and legend, wrapped; at most HEADER_ROWS rows (eight layers' names must
+        not squeeze the canvas to nothing), the last ending in … when some are left out."""
+        rows = list(self.header.wrap(self.app.console, width, overflow="ellipsis"))
+        if len(rows) <= HEADER_ROWS:
+            return rows
+        last = rows[HEADER_ROWS - 1]
+        last.truncate(max(width - 2, 1))
+        last.append(" …", style="dim")
+        return rows[: HEADER_ROWS - 1] + [last]
 
     def rebuild(self) -> None:
         plt = self.plt
