@@ -8,7 +8,13 @@ import sys as _sys
 import time as _time
 from pathlib import Path as _Path
 
+import plotext._utility as _plotext_utility
 import pytest as _pytest
+
+# plotext de-duplicates a curve's canvas points through a set of tuples that hold strings, so
+# which of two points on one cell is drawn last follows the process's string hash seed: the
+# same chart differs between two test processes. Snapshots need one order; dict keeps it.
+_plotext_utility.no_duplicates = lambda data: list(dict.fromkeys(data))
 
 _DAY = "2026-01-15T"
 TUI_RUN_TIMES = {  # run -> (created, started, ended); distinct so "started" sorts stably

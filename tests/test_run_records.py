@@ -109,7 +109,7 @@ def test_a_run_that_cannot_start_is_marked_crashed_not_left_queued(tmp_path: Pat
     run as crashed with the reason, through the one door."""
     from grokterm.backends.local import LocalProcess
 
-    def no_process(self, lab, run_id, resume=False):
+    def no_process(self, lab, run_id, resume=False, threads=None):
         raise OSError(24, "Too many open files")
 
     monkeypatch.setattr(LocalProcess, "start", no_process)
@@ -125,7 +125,7 @@ def test_resume_says_whether_it_restarts_from_step_0(tmp_path: Path, monkeypatch
     from grokterm.lab.checkpoint_files import checkpoint_path
 
     started = []
-    monkeypatch.setattr(LocalProcess, "start", lambda self, lab, run_id, resume=False:
+    monkeypatch.setattr(LocalProcess, "start", lambda self, lab, run_id, resume=False, threads=None:
                         started.append((run_id, resume)))  # fmt: skip
     lab = Lab(tmp_path / "lab")
     run_id = running_run(lab)

@@ -299,7 +299,8 @@ class MetricChart(PlotextPlot):
         return span * (LABEL_ROWS + 0.5) / max(canvas_rows - LABEL_ROWS - 0.5, 1)
 
     def _canvas_rows(self) -> int:
-        return max(self.size.height - PLOT_FRAME, 2)
+        header = len(self.header_rows(max(self.size.width, 1)))
+        return max(self.size.height - header - (PLOT_FRAME - 1), 2)
 
     def _draw_markers(self, x_lo: float, x_hi: float, top: float) -> None:
         """A faint vertical line per event and the labels in the top row, in the theme's
