@@ -109,12 +109,14 @@ def print_run(
 def config_diff(runs: list[RunView]) -> dict[str, list[Any]]:
     """Only the config fields whose values differ between the runs."""
     flats = [view.flat_config() for view in runs]
+    return {key: [flat.get(key) for flat in flats] for key in differing_fields(flats)}
+
+
+def differing_fields(flats: list[dict[str, Any]]) -> list[str]:
+    """The dotted fields whose values are not the same in every flat config (a field one
+    config lacks counts as None), sorted."""
     keys = sorted(set().union(*flats))
-    return {
-        key: [flat.get(key) for flat in flats]
-        for key in keys
-        if len({repr(flat.get(key)) for flat in flats}) > 1
-    }
+    return [key for key in keys if len({repr(flat.get(key)) for flat in flats}) > 1]
 
 
 def phase_timings(view: RunView) -> dict[str, Any]:

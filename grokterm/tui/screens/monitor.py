@@ -9,12 +9,12 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from grokterm.lab import data_text
 from grokterm.lab.records import PHASE_MARKS, Event, RunStatus, RunView
 from grokterm.tui import bindings, messages
-from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, GrokFooter
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -51,13 +51,14 @@ class MonitorScreen(ChartScreen):
         bindings.TOGGLE_LOG,
         bindings.SMOOTHING,
         bindings.NEXT_METRIC,
-        Binding("M", "pick_metric", "Pick metric", id="pick-metric"),
+        Binding("M", "pick_metric", "Pick metric", show=False, id="pick-metric"),  # in help
         Binding("c", "next_chart", "Next chart (narrow)", show=False, id="next-chart"),
         Binding("a", "add_note", "Note here", id="add-note"),
         bindings.STOP,
         bindings.RESUME,
         bindings.EXPORT,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState, run_id: str):
@@ -87,7 +88,7 @@ class MonitorScreen(ChartScreen):
                 yield MetricChart("other metric (m)", id="chart-extra")
             with VerticalScroll(id="monitor-side"):
                 yield Static("", id="monitor-events")
-        yield Footer()
+        yield GrokFooter()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
