@@ -65,7 +65,7 @@ async def test_runs_that_differ_in_weight_decay_get_a_weight_decay_column(tmp_pa
         assert headers(app) == ["weight_decay"]
         assert cells(app, ids["wd0"])["optim.weight_decay"] == "0.0"
         assert cells(app, ids["wd1"])["optim.weight_decay"] == "1.0"
-        assert "more config field" not in status_line(app)
+        assert "1 differing config field(s) →" in status_line(app)
 
 
 async def test_identical_runs_have_no_config_columns_until_one_differs(tmp_path):
@@ -74,7 +74,7 @@ async def test_identical_runs_have_no_config_columns_until_one_differs(tmp_path)
     app = GrokApp(lab)
     async with app.run_test(size=SIZE) as pilot:
         await started(pilot, 2)
-        assert config_columns(app) == []
+        assert config_columns(app) == [] and "config" not in status_line(app)
         await select(pilot, ids["a"])
         new = add_run(lab, ["optim.lr=0.003"], hour=5)
         await wait_for(pilot, lambda: table(app).row_count == 3, "the new run")
@@ -138,14 +138,16 @@ async def test_at_80_columns_three_config_columns_show_and_six_at_120(tmp_path):
     async with app.run_test(size=(80, 24)) as pilot:
         await started(pilot, 2)
         assert config_columns(app) == ["optim.lr", "optim.weight_decay", "task.p"]
-        assert "4 more config field(s) differ" in status_line(app)
+        assert "3/7 differing config fields →" in status_line(app)
+        grid = table(app)  # as wide as the screen, so that it scrolls to the config columns
+        assert grid.size.width <= 80 and grid.max_scroll_x > 0
         await select(pilot, ids["other"])
         await pilot.resize_terminal(120, 40)
         await wait_for(pilot, lambda: len(config_columns(app)) == 6, "six config columns")
         assert config_columns(app)[3:] == ["model.embed_dim", "model.hidden", "schedule.steps"]
         assert headers(app)[3:] == ["embed_dim", "hidden", "steps"]
         assert cells(app, ids["other"])["model.hidden"] == "[128]"
-        assert "1 more config field(s) differ" in status_line(app)  # the seed, ranked last
+        assert "6/7 differing" in status_line(app)  # not the seed, ranked last
         assert app.screen.selected_id() == ids["other"]
 
 

@@ -225,9 +225,7 @@ class RunsScreen(GrokScreen):
         status = f"{shown} of {len(self.views)} runs · sorted by {self.sort_column} {arrow}"
         if self.marked:
             status += f" · {len(self.marked)} marked"
-        hidden = len(self.config.fields) - len(self.config_shown)
-        if hidden:
-            status += f" · {hidden} more config field(s) differ"
+        status += config_note(len(self.config_shown), len(self.config.fields))
         if self.filter_text:
             status += f" · filter: {self.filter_text}"
             unknown = self.run_filter.unknown(SORTABLE, self.config)
@@ -361,6 +359,15 @@ class RunsScreen(GrokScreen):
 
     def action_lab_log(self) -> None:
         self.post_message(messages.OpenLabLog())
+
+
+def config_note(shown: int, differing: int) -> str:
+    """Where the config columns are, for a table whose fixed columns may fill its width."""
+    if not differing:
+        return ""
+    if shown == differing:
+        return f" · {differing} differing config field(s) →"
+    return f" · {shown}/{differing} differing config fields →"
 
 
 def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:
