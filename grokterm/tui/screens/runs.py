@@ -225,12 +225,12 @@ class RunsScreen(GrokScreen):
         status = f"{shown} of {len(self.views)} runs · sorted by {self.sort_column} {arrow}"
         if self.marked:
             status += f" · {len(self.marked)} marked"
-        status += config_note(len(self.config_shown), len(self.config.fields))
         if self.filter_text:
             status += f" · filter: {self.filter_text}"
             unknown = self.run_filter.unknown(SORTABLE, self.config)
             if unknown:
                 status += f" (no field {', '.join(unknown)})"
+        status += config_note(len(self.config_shown), len(self.config.fields))
         if not self.views:
             status = "No runs yet: press n to launch one."
         if status != self._status:
