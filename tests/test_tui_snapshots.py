@@ -80,6 +80,37 @@ def test_runs_screen_narrow(snap_compare, tui_lab):
     assert snap_compare(GrokApp(lab), terminal_size=(80, 24), run_before=run_before)
 
 
+async def scrolled_to_the_config_columns(pilot) -> None:
+    """Scroll the runs table to its right end: the run id stays, the config columns show."""
+    table = pilot.app.screen.query_one("#runs", DataTable)
+    table.scroll_to(x=table.max_scroll_x, animate=False)
+    await wait_for(pilot, lambda: table.scroll_x == table.max_scroll_x > 0, "the scroll")
+    await quiet(pilot)
+
+
+def test_runs_screen_config_columns(snap_compare, tui_lab):
+    """120x40, scrolled right: the six most telling of the config fields that differ across
+    the lab's runs (optim, then task, model, ...), beside the run ids."""
+    lab, ids = tui_lab
+
+    async def run_before(pilot):
+        await runs_loaded(pilot, select=ids["grok"])
+        await scrolled_to_the_config_columns(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_runs_screen_config_columns_narrow(snap_compare, tui_lab):
+    """80x24, scrolled right: three config columns beside the run ids."""
+    lab, ids = tui_lab
+
+    async def run_before(pilot):
+        await runs_loaded(pilot, select=ids["nanda"])
+        await scrolled_to_the_config_columns(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(80, 24), run_before=run_before)
+
+
 def test_help_screen(snap_compare, tui_lab):
     """? on the runs screen: its keys."""
     lab, _ = tui_lab

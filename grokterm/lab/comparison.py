@@ -11,12 +11,14 @@ from grokterm.lab.records import PHASE_MARKS, RunView
 def config_diff(runs: list[RunView]) -> dict[str, list[Any]]:
     """Only the config fields whose values differ between the runs."""
     flats = [view.flat_config() for view in runs]
+    return {key: [flat.get(key) for flat in flats] for key in differing_fields(flats)}
+
+
+def differing_fields(flats: list[dict[str, Any]]) -> list[str]:
+    """The dotted fields whose values are not the same in every flat config (a field one
+    config lacks counts as None), sorted."""
     keys = sorted(set().union(*flats))
-    return {
-        key: [flat.get(key) for flat in flats]
-        for key in keys
-        if len({repr(flat.get(key)) for flat in flats}) > 1
-    }
+    return [key for key in keys if len({repr(flat.get(key)) for flat in flats}) > 1]
 
 
 # The rows of a phase-timing comparison (keys of phase_timings) and how they read.

@@ -7,8 +7,9 @@ from typing import Any
 from rich.cells import cell_len
 from rich.text import Text
 from textual.screen import Screen
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Footer
 
+from grokterm.tui.bindings import PINNED_ACTIONS
 from grokterm.tui.messages import LabChanged, LabProblem, ShowHelp
 from grokterm.tui.state import LabChange, LabState
 
@@ -44,6 +45,21 @@ class GrokScreen(Screen):
 
     def action_back(self) -> None:
         self.app.pop_screen()
+
+
+class GrokFooter(Footer):
+    """Textual's footer with the help and quit keys first: where the screen's keys do not
+    all fit, the last ones are cut, and those two are never among them."""
+
+    def __init__(self) -> None:
+        super().__init__(compact=True)  # a key's padding is room for another key
+
+    async def recompose(self) -> None:
+        await super().recompose()
+        keys = {getattr(key, "action", None): key for key in self.children}  # FooterKeys
+        for action in reversed(PINNED_ACTIONS):
+            if action in keys:
+                self.move_child(keys[action], before=0)
 
 
 def sync_rows(table: DataTable, rows: list[tuple[str, list[Any]]], shown: dict[str, list]) -> None:

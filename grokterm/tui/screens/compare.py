@@ -9,13 +9,13 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, Static
 
 from grokterm.lab.comparison import PHASE_ROWS
 from grokterm.lab.comparison import compare as compare_runs
 from grokterm.lab.records import PHASE_MARKS
 from grokterm.tui import bindings, messages
-from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, GrokFooter
 from grokterm.tui.screens.monitor import SHOWN_ELSEWHERE
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.series import RunSeries, Series
@@ -121,6 +121,7 @@ class CompareScreen(ChartScreen):
         Binding("u", "toggle_lu", "Loss vs ‖θ‖", id="toggle-lu"),
         bindings.EXPORT,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState, run_ids: list[str]):
@@ -157,7 +158,7 @@ class CompareScreen(ChartScreen):
                 with Vertical(id="compare-phases-pane"):
                     yield Label("phase timings (steps)", classes="compare-caption")
                     yield DataTable(id="compare-phases", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield GrokFooter()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")

@@ -10,11 +10,11 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from grokterm.lab.records import Event, RunView
 from grokterm.tui import bindings, messages
-from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
+from grokterm.tui.screens.base import GrokFooter, GrokScreen, selected_key, sync_rows
 from grokterm.tui.screens.runs import STATUS_STYLE
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -160,6 +160,7 @@ class LabLogScreen(GrokScreen):
         Binding("a", "run_note", "Note on run", id="add-note"),
         bindings.FILTER,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState):
@@ -180,7 +181,7 @@ class LabLogScreen(GrokScreen):
         yield DataTable(id="lablog", cursor_type="row", zebra_stripes=True)
         yield Static("", id="lablog-detail")
         yield Static("", id="lablog-status")
-        yield Footer()
+        yield GrokFooter()
 
     def on_resize(self) -> None:
         narrow = self.size.width < NARROW_BELOW

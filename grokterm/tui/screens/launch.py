@@ -18,7 +18,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, Header, Input, Label, Select, Static
+from textual.widgets import Header, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from grokterm import launcher, schema
@@ -27,6 +27,7 @@ from grokterm.errors import GrokError
 from grokterm.lab import Lab
 from grokterm.presets import ConfigError, list_presets, load_experiment, save_preset
 from grokterm.tui import bindings, messages
+from grokterm.tui.screens.base import GrokFooter
 from grokterm.tui.screens.dialogs import Confirm
 from grokterm.tui.widgets.config_form import ConfigForm
 
@@ -230,6 +231,7 @@ class LaunchScreen(Screen):
         Binding("ctrl+s", "save_preset", "Save as preset", id="save-preset"),
         bindings.BACK,
         Binding("f1", "help", "Help", id="help"),  # not ?, which a form field may want
+        bindings.QUIT_FROM_FORM,
     ]
 
     # GrokApp.on_open_monitor replaces (rather than covers) a screen that says this.
@@ -292,7 +294,7 @@ class LaunchScreen(Screen):
             scroll.can_focus = False  # not a tab stop: tabbing to a field scrolls to it
             yield ConfigForm(self._experiment, id="config-form")
         yield Static("checking…", id="launch-status", markup=False)
-        yield Footer()
+        yield GrokFooter()
 
     def on_mount(self) -> None:
         self.sub_title = f"clone of run {self.cloned}" if self.cloned else "launch an experiment"

@@ -12,7 +12,7 @@ from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
 from grokterm.lab import LabError, data_text
 from grokterm.lab.records import FINAL, PHASE_MARKS, Event, RunStatus, RunView
@@ -20,7 +20,7 @@ from grokterm.tui import bindings, messages
 from grokterm.tui.monitor_layout import DEFAULT_SLOTS, SLOTS, SlotContent, load_pins, save_pins
 from grokterm.tui.panels import PANELS, charted_by_panels, trap_markers
 from grokterm.tui.rate import StepRate, duration_text, eta_text
-from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen
+from grokterm.tui.screens.base import SMOOTHING_LEVELS, ChartScreen, GrokFooter
 from grokterm.tui.series import RunSeries
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
@@ -58,7 +58,7 @@ class MonitorScreen(ChartScreen):
         bindings.SMOOTHING,
         Binding("c", "next_chart", "Next chart", id="next-chart"),
         bindings.NEXT_METRIC,
-        Binding("M", "pick_metric", "Pick metric", id="pick-metric"),
+        Binding("M", "pick_metric", "Pick metric", show=False, id="pick-metric"),  # in help
         Binding("p", "pin", "Pin chart", id="pin-chart"),
         Binding("u", "unpin", "Unpin", id="unpin-chart"),
         Binding("a", "add_note", "Note here", id="add-note"),
@@ -66,6 +66,7 @@ class MonitorScreen(ChartScreen):
         bindings.RESUME,
         bindings.EXPORT,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState, run_id: str):
@@ -96,7 +97,7 @@ class MonitorScreen(ChartScreen):
                     yield chart
             with VerticalScroll(id="monitor-side"):
                 yield Static("", id="monitor-events")
-        yield Footer()
+        yield GrokFooter()
 
     def charts(self) -> list[MetricChart]:
         return list(self.query(MetricChart))

@@ -9,11 +9,12 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from grokterm.lab.records import Event, RunStatus, RunView
 from grokterm.tui import bindings, messages
-from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
+from grokterm.tui.config_columns import ConfigColumns, RunFilter
+from grokterm.tui.screens.base import GrokFooter, GrokScreen, selected_key, sync_rows
 from grokterm.tui.state import LabChange, LabState
 from grokterm.tui.widgets import NARROW_BELOW
 
@@ -32,6 +33,10 @@ COLUMNS = [
     ("started", "started"),
 ]
 SORTABLE = [key for key, _ in COLUMNS if key != "mark"]
+# The config fields that differ across the runs follow the fixed columns, up to these many:
+# at 80 columns the run id (kept in view) and three of them fit in one sideways scroll.
+CONFIG_COLUMNS_NARROW = 3
+CONFIG_COLUMNS_WIDE = 6
 STATUS_STYLE = {
     RunStatus.RUNNING: "bold green",
     RunStatus.QUEUED: "yellow",
@@ -76,7 +81,15 @@ def cell(key: str, value: Any, view: RunView) -> Any:
 
 
 def sort_key(value: Any) -> tuple:
-    return (value is None or value == "", value if value is not None else 0)
+    """Empty values apart; numbers, lists of numbers ([128, 128]) and text never compared
+    with one another (a config column may hold each)."""
+    if value is None or value == "":
+        return (True, 0, 0)
+    if isinstance(value, int | float):
+        return (False, 0, value)
+    if isinstance(value, list | tuple) and all(isinstance(v, int | float) for v in value):
+        return (False, 1, tuple(value))
+    return (False, 2, str(value))
 
 
 class RunsScreen(GrokScreen):
@@ -106,6 +119,9 @@ class RunsScreen(GrokScreen):
         self.views: list[RunView] = []
         self.marked: set[str] = set()
         self.filter_text = ""
+        self.run_filter = RunFilter()
+        self.config = ConfigColumns()
+        self.config_shown: list[str] = []  # the config columns in the table
         self.sort_column = "started"
         self.sort_reverse = True
         self._preview: Text | None = None
@@ -115,16 +131,23 @@ class RunsScreen(GrokScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter runs (id, preset, status, outcome, tags)", id="filter")
+        yield Input(
+            placeholder="filter runs: words of id, preset, status, outcome, tags; "
+            "field=value (weight_decay=0, status=running)",
+            id="filter",
+        )
         with Horizontal(id="runs-body"):
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            # the mark and the run id stay in view while the table scrolls sideways
+            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True, fixed_columns=2)
             with Vertical(id="preview"):
                 yield Static("", id="preview-text")
         yield Static("", id="runs-status")
-        yield Footer()
+        yield GrokFooter()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
+        if self.show_config_columns():
+            self.show_runs()
 
     def on_mount(self) -> None:
         self.title = "grokterm"
@@ -141,7 +164,30 @@ class RunsScreen(GrokScreen):
     def show_lab(self, change: LabChange) -> None:
         self.problem = None
         self.views = list(self.state.snapshot.views.values())
+        if self.config.update(self.views):  # the set of runs changed
+            self.show_config_columns()
         self.show_runs()
+
+    def show_config_columns(self) -> bool:
+        """Make the table's config columns the first differing fields that fit the width;
+        True when they changed (the rows are then rebuilt, the cursor kept on its run)."""
+        cap = CONFIG_COLUMNS_NARROW if self.size.width < NARROW_BELOW else CONFIG_COLUMNS_WIDE
+        shown = self.config.fields[:cap]
+        if shown == self.config_shown:
+            return False
+        table = self.query_one("#runs", DataTable)
+        for field in self.config_shown:
+            table.remove_column(field)
+        for field in shown:
+            table.add_column(Text(self.config.headers[field], style="italic"), key=field)
+        self.config_shown = shown
+        self._shown.clear()
+        if self.sort_column not in self.sortable():
+            self.sort_column, self.sort_reverse = "started", True
+        return True
+
+    def sortable(self) -> list[str]:
+        return SORTABLE + self.config_shown
 
     def show_problem(self, message: str) -> None:
         """The lab cannot be read: say so where the run count goes."""
@@ -150,8 +196,11 @@ class RunsScreen(GrokScreen):
         self.query_one("#runs-status", Static).update(Text(message, style="bold red"))
 
     def show_runs(self) -> None:
-        rows = [(view, row_values(view)) for view in self.views if self.matches(view)]
-        rows.sort(key=lambda item: sort_key(item[1][self.sort_column]), reverse=self.sort_reverse)
+        rows = [(view, row_values(view)) for view in self.views]
+        if self.run_filter:
+            matches, config = self.run_filter.matches, self.config
+            rows = [(view, values) for view, values in rows if matches(view.id, values, config)]
+        rows.sort(key=lambda row: sort_key(self.sort_value(*row)), reverse=self.sort_reverse)
         table = self.query_one("#runs", DataTable)
         sync_rows(
             table,
@@ -161,8 +210,13 @@ class RunsScreen(GrokScreen):
         self.update_status(len(rows))
         self.update_preview()
 
+    def sort_value(self, view: RunView, values: dict[str, Any]) -> Any:
+        column = self.sort_column
+        return values[column] if column in values else self.config.value(view.id, column)
+
     def row_cells(self, view: RunView, values: dict[str, Any]) -> list[Any]:
-        return [self.mark_of(view.id)] + [cell(key, values[key], view) for key in SORTABLE]
+        fixed = [cell(key, values[key], view) for key in SORTABLE]
+        return [self.mark_of(view.id), *fixed, *self.config.cells(view.id, self.config_shown)]
 
     def mark_of(self, run_id: str) -> str:
         return "●" if run_id in self.marked else " "
@@ -176,17 +230,15 @@ class RunsScreen(GrokScreen):
             status += f" · {len(self.marked)} marked"
         if self.filter_text:
             status += f" · filter: {self.filter_text}"
+            unknown = self.run_filter.unknown(SORTABLE, self.config)
+            if unknown:
+                status += f" (no field {', '.join(unknown)})"
+        status += config_note(len(self.config_shown), len(self.config.fields))
         if not self.views:
             status = "No runs yet: press n to launch one."
         if status != self._status:
             self._status = status
             self.query_one("#runs-status", Static).update(status)
-
-    def matches(self, view: RunView) -> bool:
-        if not self.filter_text:
-            return True
-        haystack = " ".join(str(v) for v in row_values(view).values()).lower()
-        return all(word in haystack for word in self.filter_text.lower().split())
 
     def selected_id(self) -> str | None:
         return selected_key(self.query_one("#runs", DataTable))
@@ -274,8 +326,8 @@ class RunsScreen(GrokScreen):
             self.post_message(messages.ResumeRun(run_id))
 
     def action_sort_next(self) -> None:
-        index = (SORTABLE.index(self.sort_column) + 1) % len(SORTABLE)
-        self.sort_column = SORTABLE[index]
+        columns = self.sortable()
+        self.sort_column = columns[(columns.index(self.sort_column) + 1) % len(columns)]
         self.show_runs()
 
     def action_sort_reverse(self) -> None:
@@ -285,7 +337,7 @@ class RunsScreen(GrokScreen):
     @on(DataTable.HeaderSelected)
     def _sort_by_header(self, event: DataTable.HeaderSelected) -> None:
         key = event.column_key.value
-        if key in SORTABLE:
+        if key in self.sortable():
             if key == self.sort_column:
                 self.sort_reverse = not self.sort_reverse
             self.sort_column = key
@@ -301,12 +353,14 @@ class RunsScreen(GrokScreen):
         box.value = ""
         box.display = False
         self.filter_text = ""
+        self.run_filter = RunFilter()
         self.query_one("#runs", DataTable).focus()
         self.show_runs()
 
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.filter_text = event.value.strip()
+        self.run_filter = RunFilter.parse(self.filter_text)
         self.show_runs()
 
     @on(Input.Submitted, "#filter")
@@ -317,6 +371,15 @@ class RunsScreen(GrokScreen):
 
     def action_lab_log(self) -> None:
         self.post_message(messages.OpenLabLog())
+
+
+def config_note(shown: int, differing: int) -> str:
+    """Where the config columns are, for a table whose fixed columns may fill its width."""
+    if not differing:
+        return ""
+    if shown == differing:
+        return f" · {differing} differing config field(s) →"
+    return f" · {shown}/{differing} differing config fields →"
 
 
 def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:
