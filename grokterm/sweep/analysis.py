@@ -28,6 +28,8 @@ from grokterm.sweep.report import cell_row, coord_text
 FORECAST_METRIC = "forecast/m0"  # in the metric stream; "forecast_m0" in summaries and events
 MIN_POINTS = 3  # fewer cells than this: no correlation, no fit
 FINAL_METRICS = ("best_test_acc", "train_loss", "test_loss", "weight_norm")
+# The columns of cell_rows that hold a number or nothing (NaN in a DataFrame).
+NUMBER_COLUMNS = ("t1", "t2", "t3", "t4", "t4-t2", "train_acc", "test_acc", *FINAL_METRICS, "m0")
 
 
 # --- the cells as rows ---------------------------------------------------------------------
@@ -43,9 +45,12 @@ def cell_rows(lab: Lab, sweep: SweepView) -> list[dict[str, Any]]:
 def _cell_facts(
     lab: Lab, sweep: SweepView, cell: RunView, forecast: Event | None
 ) -> dict[str, Any]:
-    row = cell_row(sweep, cell)
-    t2, t4 = row["t2"], row["t4"]
-    row["t4-t2"] = t4 - t2 if t2 is not None and t4 is not None else None
+    row: dict[str, Any] = {}
+    for key, value in cell_row(sweep, cell).items():
+        row[key] = value
+        if key == "t4":
+            t2 = row["t2"]
+            row["t4-t2"] = value - t2 if t2 is not None and value is not None else None
     row.update({metric: cell.metric(metric) for metric in FINAL_METRICS})
     row["m0"] = early_loss_m0(lab, cell, forecast)
     row["generalized"] = generalized_threshold(cell)
@@ -145,7 +150,7 @@ def fit_power_law(field_name: str, xs: list[float], t4s: list[float]) -> PowerLa
     left_out = len(xs) - len(points)
     n = len(points)
     if n < MIN_POINTS:
-        why = f"too few cells ({n} reached t4 at {field_name} > 0; a fit needs {MIN_POINTS})"
+        why = f"too few cells ({n} reached t4; a fit needs {MIN_POINTS})"
         return PowerLaw(field_name, n, left_out=left_out, why=why)
     lx = np.log([x for x, _ in points])
     ly = np.log([t for _, t in points])
