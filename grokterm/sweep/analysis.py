@@ -187,7 +187,7 @@ class ForecastReading:
             return f"{text}; no AUC: {self.generalized} of {self.n} generalized (needs both)"
         return (
             f"{text}; ROC AUC of m₀ for generalized = {self.auc:.2f} "
-            f"({self.generalized} of {self.n} generalized; < 0.5: low m₀ predicts it)"
+            f"({self.generalized} of {self.n} generalized; below 0.5, low m₀ predicts it)"
         )
 
 

@@ -44,6 +44,7 @@ OUTCOME_RGB = {
 DARK_OUTCOMES = {"memorization", "confusion"}  # their marks are written in white
 NUMBER = "t4"  # the number of the second diagram
 MAX_PANELS = 16  # slices of a sweep over more than two diagram axes drawn side by side
+MAX_TICKS = 12  # a linear axis with more values leaves its ticks to matplotlib
 CELL_COLUMNS = [
     ("status", "status"),
     ("step", "step"),
@@ -111,7 +112,10 @@ def layout(axis: SweepAxis | None) -> AxisLayout:
     if kind == "linear":
         half = (values[1] - values[0]) / 2
         edges = [values[0] - half, *(v + half for v in values)]
-        return AxisLayout(axis.field, edges)
+        if len(values) > MAX_TICKS:
+            return AxisLayout(axis.field, edges)
+        labels = [coord_text(v) for v in values]
+        return AxisLayout(axis.field, edges, ticks=list(values), tick_labels=labels)
     edges = [i - 0.5 for i in range(len(values) + 1)]
     labels = [coord_text(v) for v in values]
     return AxisLayout(axis.field, edges, ticks=list(range(len(values))), tick_labels=labels)
@@ -265,8 +269,10 @@ def save_number_diagram(path: Path, record: SweepRecord, shown: list[Panel]) -> 
     from matplotlib import cm, colors
 
     low, high = min(values), max(values)
+    if low == high:
+        low, high = low - 0.5, high + 0.5
     spread = low > 0 and high / low >= 10
-    norm = colors.LogNorm(low, high) if spread else colors.Normalize(low, high or 1)
+    norm = colors.LogNorm(low, high) if spread else colors.Normalize(low, high)
     colours = pyplot().get_cmap("plasma")
     x, y = _layouts(record)
     plt, fig, axes = _figure(len(shown))
@@ -323,8 +329,10 @@ def save_forecast_plot(path: Path, rows: list[dict[str, Any]]) -> bool:
 
 
 def save_power_law_plot(path: Path, law: analysis.PowerLaw, rows: list[dict[str, Any]]) -> bool:
+    """t4 against the axis, log-log, with the fit; False (no file) unless the cells that
+    reached t4 lie at two values of it or more."""
     points = [p for p in analysis.t4_points(rows, law.field) if p[0] > 0 and p[1] > 0]
-    if not points:
+    if len({x for x, _, _ in points}) < 2:
         return False
     with chart(path, f"t4 against {law.field} (log-log)") as ax:
         _outcome_scatter(ax, points)
