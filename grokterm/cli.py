@@ -262,17 +262,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-SWEEP_ACTIONS = ("ls", "show", "stop", "resume")
+SWEEP_ACTIONS = ("ls", "show", "stop", "resume", "export")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """`sweep SOURCE --grid ...` starts one; `sweep ls|show|stop|resume [SWEEP]` the rest."""
+    """`sweep SOURCE --grid ...` starts one; `sweep ls|show|stop|resume|export [SWEEP]` the
+    rest."""
     if args.target in SWEEP_ACTIONS:
         if args.grid or args.set or args.seeds is not None or args.steps is not None:
             raise UsageError(f"sweep {args.target}: --grid/--set/--seeds/--steps start a sweep")
+        if args.output and args.target != "export":
+            raise UsageError(f"sweep {args.target}: -o/--output goes with export")
         return sweep_action(args)
-    if args.sweep:
-        raise UsageError(f"sweep {args.target}: unexpected argument {args.sweep!r}")
+    if args.sweep or args.output:
+        extra = args.sweep or f"-o {args.output}"
+        raise UsageError(f"sweep {args.target}: unexpected argument {extra!r}")
     return start_sweep(args)
 
 
@@ -336,11 +340,23 @@ def sweep_action(args: argparse.Namespace) -> int:
         raise UsageError(f"sweep {args.target}: which sweep? (see `grokterm sweep ls`)")
     sweep_id = lab.resolve_sweep(args.sweep)
     if args.target == "show":
+        from grokterm.sweep.analysis import analyse
+
         view = control.view(lab, lab.get_sweep(sweep_id))
+        told = analyse(lab, view)
         if args.json:
-            dump_json(report.sweep_json(view))
+            dump_json(report.sweep_json(view, told))
         else:
-            console().print(report.cells_table(view))
+            out = console()
+            out.print(report.cells_table(view))
+            for line in told.lines():
+                out.print(line, markup=False)
+    elif args.target == "export":
+        from grokterm.sweep.export import export_sweep_files
+
+        target = Path(args.output or f"{sweep_id}.md")
+        for path in export_sweep_files(lab, sweep_id, target):
+            print(path)
     elif args.target == "stop":
         stopped = control.stop(lab, sweep_id)
         print(f"{sweep_id}: stopped; {len(stopped)} training cell(s) asked to stop")
@@ -483,10 +499,11 @@ def build_parser() -> Parser:
         "sweep",
         cmd_sweep,
         "a grid of runs: `sweep PRESET|FILE --grid FIELD=VALUES...` starts one in the "
-        "background; `sweep ls`, `sweep show|stop|resume SWEEP`",
+        "background; `sweep ls`, `sweep show|stop|resume SWEEP`, `sweep export SWEEP "
+        "[-o FILE.md]` (phase diagram PNGs, analysis, cells, notes)",
     )
-    p.add_argument("target", metavar="PRESET|FILE|ls|show|stop|resume")
-    p.add_argument("sweep", metavar="SWEEP", nargs="?", help="with show/stop/resume")
+    p.add_argument("target", metavar="PRESET|FILE|ls|show|stop|resume|export")
+    p.add_argument("sweep", metavar="SWEEP", nargs="?", help="with show/stop/resume/export")
     p.add_argument(
         "--grid",
         action="append",
@@ -503,6 +520,9 @@ def build_parser() -> Parser:
     p.add_argument("--name", help="the sweep's name (its cells' run names)")
     p.add_argument("--dry-run", action="store_true", help="list the cells, start nothing")
     p.add_argument("--json", action="store_true", help="with ls/show: machine-readable output")
+    p.add_argument(
+        "-o", "--output", metavar="FILE.md", help="with export: the Markdown file (SWEEP.md)"
+    )
 
     p = add("compare", cmd_compare, "compare runs: config diff and phase timings")
     p.add_argument("runs", metavar="RUN", nargs="+")

@@ -177,14 +177,27 @@ def per_step_loss(run: ExportedRun) -> Line:
     return Line("train (per step)", xs, ys, {"color": "grey", "alpha": 0.35, "lw": 0.7})
 
 
-@contextmanager
-def _chart(path: Path, title: str):
-    """The axes of a new figure, written atomically to path (as PNG) when the block ends."""
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (no display), imported on first use."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path, **savefig_args: Any) -> None:
+    """The figure as a PNG at path, written atomically."""
+    temp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(temp, **savefig_args)
+    os.replace(temp, path)
+
+
+@contextmanager
+def chart(path: Path, title: str):
+    """The axes of a new figure, written atomically to path (as PNG) when the block ends."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 3.8), dpi=110)
     try:
         yield ax
@@ -192,9 +205,7 @@ def _chart(path: Path, title: str):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        temp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(temp)
-        os.replace(temp, path)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
 
@@ -214,7 +225,7 @@ def save_chart(path: Path, spec: ChartSpec, lines: list[Line], runs: list[Export
 
     if not any(keep(x, y) for line in lines for x, y in zip(line.xs, line.ys, strict=True)):
         return False
-    with _chart(path, spec.title) as ax:
+    with chart(path, spec.title) as ax:
         for line in lines:
             _plot(ax, line, keep)
         for row, run in enumerate(runs):
@@ -254,7 +265,7 @@ def save_trajectory(path: Path, runs: list[ExportedRun]) -> bool:
     paths = [(run, loss_against_norm(run)) for run in runs]
     if not any(points for _, by_split in paths for points in by_split.values()):
         return False
-    with _chart(path, LU_TITLE) as ax:
+    with chart(path, LU_TITLE) as ax:
         for run, by_split in paths:
             for split, points in by_split.items():
                 _trajectory(ax, run, split, points, label_runs=len(runs) > 1)
@@ -448,13 +459,18 @@ def files_folder(target: Path) -> Path:
     return target.with_name(f"{target.stem}_files")
 
 
-def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
-    """Write target (.md) and its charts for these runs (their live views, phase marks so
-    far included); returns the files written, Markdown first."""
+def check_target(target: Path) -> None:
+    """An export goes to a .md file in a folder that exists."""
     if target.suffix.lower() != ".md":
         raise LabError(f"export target {target} must end in .md")
     if not target.parent.is_dir():
         raise LabError(f"export folder {target.parent} does not exist")
+
+
+def export_runs(lab: Lab, views: list[RunView], target: Path) -> list[Path]:
+    """Write target (.md) and its charts for these runs (their live views, phase marks so
+    far included); returns the files written, Markdown first."""
+    check_target(target)
     try:
         return _write_export(lab, exported_runs(lab, views), compare(views), target)
     except OSError as exc:  # a full disk, a read-only folder: the Markdown is not written

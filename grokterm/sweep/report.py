@@ -3,13 +3,16 @@ metrics) and as the CLI prints it."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
 from grokterm.lab.records import RunView
 from grokterm.sweep.control import SweepView
 from grokterm.views import fmt
+
+if TYPE_CHECKING:
+    from grokterm.sweep.analysis import SweepAnalysis
 
 CELL_METRICS = ("train_acc", "test_acc")
 
@@ -36,13 +39,17 @@ def table_rows(sweep: SweepView) -> list[dict[str, Any]]:
     return [cell_row(sweep, cell) for cell in sweep.cells]
 
 
-def sweep_json(sweep: SweepView) -> dict[str, Any]:
-    return {
+def sweep_json(sweep: SweepView, told: SweepAnalysis | None = None) -> dict[str, Any]:
+    """The sweep as data; with its analysis (m₀ against test acc, t4 power laws) if given."""
+    data = {
         **sweep.record.to_json(),
         "state": sweep.state,
         "counts": dict(sweep.counts),
         "table": table_rows(sweep),
     }
+    if told is not None:
+        data["analysis"] = told.to_json()
+    return data
 
 
 def axes_text(sweep: SweepView) -> str:
