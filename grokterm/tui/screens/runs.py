@@ -95,6 +95,7 @@ class RunsScreen(GrokScreen):
         Binding("O", "sort_reverse", "Reverse sort", show=False, id="sort-reverse"),
         bindings.FILTER,
         Binding("L", "lab_log", "Lab log", id="lab-log"),
+        Binding("W", "sweeps", "Sweeps", id="sweeps"),
         bindings.HELP,
         bindings.QUIT,
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
@@ -311,6 +312,9 @@ class RunsScreen(GrokScreen):
 
     def action_lab_log(self) -> None:
         self.post_message(messages.OpenLabLog())
+
+    def action_sweeps(self) -> None:
+        self.post_message(messages.OpenSweeps())
 
 
 def preview_text(view: RunView, events: list[Event], notes: list[dict]) -> Text:
