@@ -189,11 +189,7 @@ class SweepScreen(GrokScreen):
 
     def update_status(self, slice_count: int) -> None:
         sweep = self.sweep
-        parts = [
-            f"{sweep.record.name} · {axes_text(sweep)}",
-            f"{sweep.state}: {sweep.progress()}",
-            f"view {grid.view_label(self.view)} (v)",
-        ]
+        parts = [sweep.record.name, f"{sweep.state}: {sweep.progress()}"]
         if self.diagram.fixed:
             held = ", ".join(f"{f}={coord_text(v)}" for f, v in self.diagram.fixed.items())
             parts.append(f"slice {held} ({self.slice_index + 1}/{slice_count}, [ ])")
@@ -302,8 +298,10 @@ def side_text(diagram: grid.Diagram | None, cursor: tuple[int, int], state: LabS
         text.append(f"{field} = {coord_text(value)}\n")
     if len(point.runs) > 1:
         outcome = point.outcome.value if point.outcome else "none yet"
-        text.append(f"{len(point.runs)} seeds · majority {outcome} ")
-        text.append(f"({point.agreeing} of {point.decided} decided)\n")
+        text.append(f"{len(point.runs)} seeds · {outcome} ")
+        text.append(f"({point.agreeing} of {point.decided} decided)")
+        tie = point.disagrees and 2 * point.agreeing <= point.decided
+        text.append(", a tie: the lowest seed's\n" if tie else "\n")
         if point.disagrees:
             found = ", ".join(f"{n} {o.value}" for o, n in point.outcomes.items())
             text.append(f"seeds disagree: {found}\n", style="bold")
