@@ -8,6 +8,7 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from grokterm.lab.records import ACTIVE, Outcome, RunStatus, RunView, SweepAxis, SweepRecord
@@ -73,7 +74,7 @@ class Point:
     def ids(self) -> list[str]:
         return [run.id for run in self.runs]
 
-    @property
+    @cached_property
     def outcomes(self) -> Counter[Outcome]:
         return Counter(Outcome(run.summary["phase"]) for run in self.runs if decided(run))
 

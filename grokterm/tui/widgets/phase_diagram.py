@@ -188,6 +188,7 @@ def draw(
     squarish = min(MAX_CELL_WIDTH, 3 * rows + 1)  # a terminal cell is about twice as tall
     cell = max(MIN_CELL_WIDTH, min(max(squarish, *map(len, x_labels)), fit))
     face = faces(diagram, view)
+    shown = {place: face(point) for place, point in diagram.points.items()}
     text = Text(no_wrap=True, overflow="crop")
     if diagram.y_axis:
         text.append(f"{diagram.y_axis.field}\n", style="bold")
@@ -195,12 +196,12 @@ def draw(
         for row in range(rows):
             label = y_labels[y] if row == rows // 2 else ""
             text.append(f"{label:>{label_width}} │" if diagram.y_axis else "")
+            middle = row == rows // 2
             for x in range(diagram.width):
                 point = diagram.point(x, y)
-                shown = face(point) if row == rows // 2 else Face("", face(point).style)
-                here = (x, y) == cursor
-                middle = row == rows // 2
-                text.append_text(cell_text(shown, point, here, marked, cell, middle))
+                look = shown.get((x, y), Face("", Style()))
+                look = look if middle else Face("", look.style)
+                text.append_text(cell_text(look, point, (x, y) == cursor, marked, cell, middle))
                 text.append(" ")
             text.append("\n")
     if diagram.y_axis:
