@@ -183,9 +183,7 @@ def describe(annotation: Any, info: FieldInfo | None, path: Path) -> Spec:
     if origin in (list, tuple, set, frozenset) or annotation in (list, tuple):
         item_kinds = {_scalar_kind(arg) for arg in get_args(annotation) if arg is not Ellipsis}
         item = item_kinds.pop() if len(item_kinds) == 1 else "toml"
-        return FieldSpec(
-            path, "list", description, item=item, optional=optional, default=default
-        )
+        return FieldSpec(path, "list", description, item=item, optional=optional, default=default)
     kind = _scalar_kind(annotation)
     return FieldSpec(path, kind, description, optional=optional, default=default)
 

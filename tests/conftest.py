@@ -110,9 +110,16 @@ def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
             ],
         )
         summary = {
-            "t1": 100, "t2": 250, "t3": 3500, "t4": 4450, "phase": "grokking",
-            "train_acc": 1.0, "test_acc": 0.994, "best_test_acc": 0.995,
-            "steps_per_second": 850.0, "device": "cpu",
+            "t1": 100,
+            "t2": 250,
+            "t3": 3500,
+            "t4": 4450,
+            "phase": "grokking",
+            "train_acc": 1.0,
+            "test_acc": 0.994,
+            "best_test_acc": 0.995,
+            "steps_per_second": 850.0,
+            "device": "cpu",
         }
         lab.update_run(grok, status="finished", step=6000, summary=summary, device="cpu")
         lab.add_note("memorized fast: wd 1 does its job", run_id=grok, step=250)
@@ -124,12 +131,18 @@ def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
                 stream.append(rec)
         lab.add_events(nanda, [_event(400, "t2", "memorized: train acc 0.991 ≥ 0.99")])
         lab.update_run(
-            nanda, status="stopped", step=2000, reason="stopped by the user",
+            nanda,
+            status="stopped",
+            step=2000,
+            reason="stopped by the user",
             summary={"t2": 400, "phase": None, "train_acc": 1.0, "test_acc": 0.031},
         )
 
         lab.update_run(
-            ids["power"], status="crashed", step=700, reason="RuntimeError: CUDA out of memory",
+            ids["power"],
+            status="crashed",
+            step=700,
+            reason="RuntimeError: CUDA out of memory",
             summary={},
         )
 
@@ -145,7 +158,9 @@ def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
             ],
         )
         lab.update_run(
-            memo, status="finished", step=3000,
+            memo,
+            status="finished",
+            step=3000,
             summary={"t2": 300, "phase": "memorization", "train_acc": 1.0, "test_acc": 0.02},
         )
 
@@ -154,9 +169,13 @@ def build_tui_lab(root: _Path, monkeypatch, live_pid: int | None = None):
         write_json_atomic(
             lab.run_dir(live) / "status.json",
             {
-                "status": "running", "pid": live_pid, "host": None, "device": "cpu",
+                "status": "running",
+                "pid": live_pid,
+                "host": None,
+                "device": "cpu",
                 "heartbeat": _time.time() + 3600.0,  # fresh for the whole test
-                "step": 1200, "total": 5000,
+                "step": 1200,
+                "total": 5000,
                 "latest": {"loss": 0.05, "train_acc": 0.97, "test_acc": 0.41},
             },
         )
@@ -234,6 +253,9 @@ def recorded_lab(tmp_path, monkeypatch):
 
 # Pilot waits for the app's queues, not for an idle CPU (see tests/pilotkit.py).
 from pilotkit import pilot_waits_for_the_app_not_the_cpu  # noqa: E402, F401
+
+# A planted sweep (tests/test_tui_sweeps.py, the sweep snapshots).
+from sweepkit import sweep_lab  # noqa: E402, F401
 
 # --- compare and export fixtures (tests/test_cli_compare.py, tests/test_tui_compare_lablog.py)
 

@@ -21,6 +21,7 @@ from grokterm.tui.app import GrokApp
 from grokterm.tui.screens.dialogs import HelpScreen
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
+from grokterm.tui.screens.sweeps import SweepScreen, SweepsScreen
 from grokterm.tui.series import Series
 from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
@@ -208,5 +209,74 @@ def test_monitor_dashboard_narrow(snap_compare, recorded_lab):
         charts = [chart for chart in screen.query(MetricChart) if chart.display]
         await wait_for(pilot, lambda: not any(chart._dirty for chart in charts), "the page")
         await quiet(pilot)
+
+
+# --- sweeps: the planted sweep of tests/sweepkit.py ------------------------------------------
+
+
+async def sweep_diagram_shown(pilot, keys: tuple[str, ...] = ()) -> None:
+    """W, enter on the one sweep, then `keys`; waits for the diagram and its side panel."""
+    app = pilot.app
+    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+    await pilot.press("W")
+    await wait_for(pilot, lambda: isinstance(app.screen, SweepsScreen), "the sweeps screen")
+    table = app.screen.query_one("#sweeps", DataTable)
+    await wait_for(pilot, lambda: table.row_count == 1, "the sweep's row")
+    await pilot.press("enter")
+    await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "the phase diagram")
+    screen = app.screen
+    await wait_for(pilot, lambda: screen.diagram is not None, "the diagram")
+    await pilot.press(*keys)
+    side = screen.query_one("#sweep-side-text", Static)
+    await wait_for(pilot, lambda: "optim.lr =" in str(side.content), "the side panel")
+    await quiet(pilot)
+
+
+def test_sweeps_list(snap_compare, sweep_lab):
+    """W on the runs screen: the sweep, its grid, state, progress and outcomes so far."""
+    lab, _ = sweep_lab
+
+    async def run_before(pilot):
+        app = pilot.app
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+        await pilot.press("W")
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepsScreen), "the sweeps")
+        table = app.screen.query_one("#sweeps", DataTable)
+        await wait_for(pilot, lambda: table.row_count == 1, "the sweep's row")
+        await quiet(pilot)
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_sweep_phase_diagram(snap_compare, sweep_lab):
+    """Outcomes in Liu et al.'s colours with their letters, the seeds of (1e-3, 1) disagreeing
+    (G~, the cursor there, the side panel naming both outcomes), a cell training (…20%),
+    queued cells (·), a crashed one (!), the legend under the grid."""
+    lab, _ = sweep_lab
+
+    async def run_before(pilot):
+        await sweep_diagram_shown(pilot, ("right", "up"))
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_sweep_numeric_view(snap_compare, sweep_lab):
+    """v: coloured by t4 (mean over seeds) on a viridis ramp, min and max in the legend."""
+    lab, _ = sweep_lab
+
+    async def run_before(pilot):
+        await sweep_diagram_shown(pilot, ("v",))
+
+    assert snap_compare(GrokApp(lab), terminal_size=(120, 40), run_before=run_before)
+
+
+def test_sweep_phase_diagram_monochrome_narrow(snap_compare, sweep_lab, monkeypatch):
+    """80x24 under NO_COLOR: the diagram reads by its letters alone (C G M X, ~, …, ·, !),
+    the cursor as [ ], the side panel below."""
+    lab, _ = sweep_lab
+    monkeypatch.setenv("NO_COLOR", "1")  # read (and removed) by the App when it is made
+
+    async def run_before(pilot):
+        await sweep_diagram_shown(pilot, ("right", "up"))
 
     assert snap_compare(GrokApp(lab), terminal_size=(80, 24), run_before=run_before)

@@ -31,7 +31,8 @@ from grokterm.tui.state import LabState
 
 REFRESH_SECONDS = 1.0  # the one poller of the lab: run views, events, notes, watched streams
 REPEAT_AFTER_SECONDS = 30.0
-FAILED = {"export": "Export failed: "}  # worker name -> what its failure message starts with
+# worker name -> what its failure message starts with
+FAILED = {"export": "Export failed: ", "sweep-export": "Sweep export failed: "}
 
 
 def describe_error(error: BaseException | None) -> str:
@@ -132,6 +133,16 @@ class GrokApp(App):
 
         self.push_screen(LabLogScreen(self.state))
 
+    def on_open_sweeps(self, _: messages.OpenSweeps) -> None:
+        from grokterm.tui.screens.sweeps import SweepsScreen
+
+        self.push_screen(SweepsScreen(self.state))
+
+    def on_open_sweep(self, message: messages.OpenSweep) -> None:
+        from grokterm.tui.screens.sweeps import SweepScreen
+
+        self.push_screen(SweepScreen(self.state, message.sweep_id))
+
     def on_show_help(self, message: messages.ShowHelp) -> None:
         self.push_screen(HelpScreen(message.screen))
 
@@ -209,6 +220,28 @@ class GrokApp(App):
         charts = f"{len(written) - 1} chart(s) in {files_folder(written[0]).name}/"
         message = f"Exported to {written[0]} with {charts}"
         self.call_from_thread(self.notify, message)
+
+    def on_export_sweep(self, message: messages.ExportSweep) -> None:
+        sweep_id = message.sweep_id
+        default = str(self.export_dir / f"{sweep_id}.md")
+
+        def chosen(path: str | None) -> None:
+            if path:
+                self.write_sweep_export(sweep_id, Path(path).expanduser())
+
+        self.push_screen(Prompt(f"Export {sweep_id} to Markdown file", default), chosen)
+
+    @work(thread=True, exit_on_error=False, group="export", name="sweep-export")
+    def write_sweep_export(self, sweep_id: str, target: Path) -> None:
+        try:
+            from grokterm.sweep.export import export_sweep
+        except ImportError:
+            self.call_from_thread(
+                self.report_problem, "Sweep export is not in this version of grokterm"
+            )
+            return
+        written = export_sweep(self.lab, sweep_id, target)
+        self.call_from_thread(self.notify, f"Exported {sweep_id} to {written}")
 
     # --- command palette: the current screen's actions -----------------------------------
 

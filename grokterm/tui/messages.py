@@ -34,6 +34,17 @@ class OpenLabLog(Message):
     pass
 
 
+class OpenSweeps(Message):
+    pass
+
+
+@dataclass
+class OpenSweep(Message):
+    """A sweep's phase diagram."""
+
+    sweep_id: str
+
+
 @dataclass
 class ShowHelp(Message):
     screen: Screen
@@ -60,6 +71,11 @@ class ResumeRun(Message):
 @dataclass
 class ExportRuns(Message):
     run_ids: list[str]
+
+
+@dataclass
+class ExportSweep(Message):
+    sweep_id: str
 
 
 class RefreshLab(Message):

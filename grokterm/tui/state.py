@@ -14,8 +14,10 @@ from typing import Any
 
 from grokterm import live
 from grokterm.lab import Lab
-from grokterm.lab.records import ACTIVE, Event, RunRecord, RunView
+from grokterm.lab.records import ACTIVE, Event, RunRecord, RunView, SweepRecord
 from grokterm.lab.stream import COLUMN_METRIC, ColumnTail, StreamTail, loss_column_path
+from grokterm.sweep.control import SweepView
+from grokterm.sweep.control import view as sweep_view
 from grokterm.tui.series import RunSeries
 
 NEVER_READ = ("never read",)  # a lab-log signature no file has
@@ -83,9 +85,12 @@ class LabChange:
     changed: frozenset[str] = frozenset()
     streams: frozenset[str] = frozenset()  # watched runs whose metric stream grew
     log: bool = False  # the lab log was read again: events or notes may be new
+    sweeps: frozenset[str] = frozenset()  # sweeps added, removed, or whose cells or state changed
 
     def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed or self.streams or self.log)
+        return bool(
+            self.added or self.removed or self.changed or self.streams or self.log or self.sweeps
+        )
 
     def __or__(self, other: LabChange) -> LabChange:
         return LabChange(
@@ -94,6 +99,7 @@ class LabChange:
             self.changed | other.changed,
             self.streams | other.streams,
             self.log or other.log,
+            self.sweeps | other.sweeps,
         )
 
     def touches(self, run_ids: list[str] | set[str]) -> bool:
@@ -108,6 +114,7 @@ class Snapshot:
     views: dict[str, RunView] = field(default_factory=dict)  # in the lab's order
     events: list[Event] = field(default_factory=list)
     notes: list[dict[str, Any]] = field(default_factory=list)
+    sweeps: dict[str, SweepView] = field(default_factory=dict)  # in the lab's order
     loaded: bool = False  # False until the first read: no runs yet is not "no runs"
 
     def events_of(self, run_id: str) -> list[Event]:
@@ -115,6 +122,22 @@ class Snapshot:
 
     def notes_of(self, run_id: str) -> list[dict[str, Any]]:
         return [note for note in self.notes if note.get("run") == run_id]
+
+
+def changed_sweeps(
+    old: dict[str, SweepView], new: dict[str, SweepView], runs: frozenset[str]
+) -> frozenset[str]:
+    """Sweeps that are new or gone, or whose record, state or any cell's run changed."""
+    ids = old.keys() ^ new.keys()
+    for sweep_id in old.keys() & new.keys():
+        before, after = old[sweep_id], new[sweep_id]
+        if (
+            before.record != after.record
+            or before.state != after.state
+            or not runs.isdisjoint(after.record.cells)
+        ):
+            ids.add(sweep_id)
+    return frozenset(ids)
 
 
 class LabState:
@@ -126,6 +149,7 @@ class LabState:
         self.snapshot = Snapshot()
         self._records: dict[str, RunRecord] = {}
         self._marks: dict[str, dict[str, Any]] = {}
+        self._sweep_records: list[SweepRecord] = []
         self._signature: tuple = NEVER_READ
         self._tails: dict[str, RunTail] = {}
         self._watched: Counter[str] = Counter()
@@ -159,23 +183,31 @@ class LabState:
         signature = self._lablog_signature()
         log_read = signature != self._signature
         old, events, notes = self.snapshot.views, self.snapshot.events, self.snapshot.notes
-        records, marks = self._records, self._marks
+        records, marks, sweep_records = self._records, self._marks, self._sweep_records
         if log_read:
             records = {record.id: record for record in self.lab.list_runs()}
             events, notes = self.lab.events(), self.lab.notes()
+            sweep_records = self.lab.list_sweeps()
             marks = live.phase_marks(events)
         views = {
             run_id: self._view(record, marks.get(run_id), log_read)
             for run_id, record in records.items()
         }
         self._records, self._marks, self._signature = records, marks, signature
-        self.snapshot = Snapshot(views, events, notes, loaded=True)
+        self._sweep_records = sweep_records
+        added = frozenset(views.keys() - old.keys())
+        removed = frozenset(old.keys() - views.keys())
+        changed = frozenset(i for i in views.keys() & old.keys() if views[i] != old[i])
+        sweeps = {record.id: sweep_view(self.lab, record, views) for record in sweep_records}
+        old_sweeps = self.snapshot.sweeps
+        self.snapshot = Snapshot(views, events, notes, sweeps, loaded=True)
         return LabChange(
-            added=frozenset(views.keys() - old.keys()),
-            removed=frozenset(old.keys() - views.keys()),
-            changed=frozenset(i for i in views.keys() & old.keys() if views[i] != old[i]),
+            added=added,
+            removed=removed,
+            changed=changed,
             streams=frozenset(run_id for run_id in self._watched if self._poll_tail(run_id)),
             log=log_read,
+            sweeps=changed_sweeps(old_sweeps, sweeps, added | removed | changed),
         )
 
     def _view(self, record: RunRecord, marks: dict | None, log_read: bool) -> RunView:

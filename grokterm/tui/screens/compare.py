@@ -26,6 +26,8 @@ from grokterm.tui.widgets.chart import PALETTE, Curve, Marker, MetricChart, rich
 SPLITS = ("test", "train")
 START, END = "○", "●"  # a trajectory's first and last point in the LU view
 LU_TIME = f"time runs {START} → {END}"
+
+
 def run_colour(run_ids: list[str], run_id: str) -> str:
     """A run's colour: its position among the compared runs, so it never changes."""
     return PALETTE[run_ids.index(run_id) % len(PALETTE)]

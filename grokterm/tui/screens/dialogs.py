@@ -91,15 +91,14 @@ class MetricPicker(ModalScreen[str | None]):
 
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
 
-    def __init__(self, names: list[str]):
+    def __init__(self, names: list[str], question: str = "Chart which metric?"):
         super().__init__()
         self.names = names
+        self.question = question
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog picker"):
-            yield Label(
-                "Chart which metric? Type to filter, enter to choose.", classes="dialog-title"
-            )
+            yield Label(f"{self.question} Type to filter, enter to choose.", classes="dialog-title")
             yield Input(placeholder="filter, e.g. alpha/ or robust")
             yield OptionList(*self.names)
 

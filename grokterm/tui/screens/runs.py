@@ -109,6 +109,7 @@ class RunsScreen(GrokScreen):
         Binding("O", "sort_reverse", "Reverse sort", show=False, id="sort-reverse"),
         bindings.FILTER,
         Binding("L", "lab_log", "Lab log", id="lab-log"),
+        Binding("W", "sweeps", "Sweeps", id="sweeps"),
         bindings.HELP,
         bindings.QUIT,
         Binding("escape", "clear_filter", "Clear filter", show=False, id="clear-filter"),
@@ -371,6 +372,9 @@ class RunsScreen(GrokScreen):
 
     def action_lab_log(self) -> None:
         self.post_message(messages.OpenLabLog())
+
+    def action_sweeps(self) -> None:
+        self.post_message(messages.OpenSweeps())
 
 
 def config_note(shown: int, differing: int) -> str:
