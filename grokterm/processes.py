@@ -4,6 +4,7 @@ the local backend, which watches run processes, and the worker, which records it
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 
@@ -47,3 +48,19 @@ def pid_alive(pid: int | None, started: int | None = None) -> bool:
     if started is not None and len(fields) > 19:
         return fields[19] == str(started)  # field 22 of proc(5): its start time
     return True
+
+
+def spawn_detached(command: list[str], log_path: Path) -> int:
+    """Start ``command`` in a session of its own (it outlives the terminal, the TUI and the
+    SSH link), its output appended to ``log_path``; returns its pid. OSError if it cannot."""
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    return process.pid

@@ -6,12 +6,11 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 
 from grokterm.lab import Lab
 from grokterm.lab.records import RunRecord, StatusFile
-from grokterm.processes import pid_alive
+from grokterm.processes import pid_alive, spawn_detached
 
 
 def worker_command(
@@ -28,17 +27,9 @@ class LocalProcess:
         self, lab: Lab, run_id: str, resume: bool = False, threads: int | None = None
     ) -> None:
         """Start the worker in its own session; its stdout and stderr go to run.log."""
-        with open(lab.run_dir(run_id) / "run.log", "ab") as log:
-            process = subprocess.Popen(
-                worker_command(lab, run_id, resume, threads),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                close_fds=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        lab.update_run(run_id, pid=process.pid, host=socket.gethostname())
+        command = worker_command(lab, run_id, resume, threads)
+        pid = spawn_detached(command, lab.run_dir(run_id) / "run.log")
+        lab.update_run(run_id, pid=pid, host=socket.gethostname())
 
     def stop(self, run: RunRecord, status: StatusFile) -> None:
         pid = status.pid or run.pid

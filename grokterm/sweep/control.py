@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -17,7 +16,7 @@ from grokterm import launcher
 from grokterm.lab import Lab, LabError
 from grokterm.lab.records import ACTIVE, RESUMABLE, RunView, SweepRecord
 from grokterm.live import live_views
-from grokterm.processes import pid_alive, process_start_ticks
+from grokterm.processes import pid_alive, process_start_ticks, spawn_detached
 from grokterm.sweep.scheduler import is_waiting
 from grokterm.sweep.spec import Cell, SweepSpec
 
@@ -41,24 +40,15 @@ def start_scheduler(lab: Lab, sweep_id: str) -> int:
     log_dir = lab.root / "sweeps"
     log_dir.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "grokterm.sweep.scheduler", "--lab", str(lab.root), sweep_id]
-    with open(log_dir / f"{sweep_id}.log", "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-            close_fds=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    pid = spawn_detached(command, log_dir / f"{sweep_id}.log")
     lab.update_sweep(
         sweep_id,
-        scheduler_pid=process.pid,
-        scheduler_started=process_start_ticks(process.pid),
+        scheduler_pid=pid,
+        scheduler_started=process_start_ticks(pid),
         host=socket.gethostname(),
         stop_requested=False,
     )
-    return process.pid
+    return pid
 
 
 def launch(lab: Lab, spec: SweepSpec, cells: list[Cell]) -> SweepRecord:

@@ -32,15 +32,9 @@ from grokterm.lab.export import (
 from grokterm.lab.records import SweepAxis, SweepRecord
 from grokterm.lab.store import write_bytes_atomic
 from grokterm.sweep import analysis, control
+from grokterm.sweep.diagram import OUTCOME_RGB  # Liu et al.'s colours, as the TUI draws them
 from grokterm.sweep.report import axes_text, coord_text
 
-# Liu et al. 2022's phase colours (the ends and middle of viridis), in legend order.
-OUTCOME_RGB = {
-    "comprehension": (160, 218, 57),
-    "grokking": (253, 231, 37),
-    "memorization": (70, 50, 126),
-    "confusion": (30, 30, 30),
-}
 DARK_OUTCOMES = {"memorization", "confusion"}  # their marks are written in white
 NUMBER = "t4"  # the number of the second diagram
 MAX_PANELS = 16  # slices of a sweep over more than two diagram axes drawn side by side
