@@ -726,8 +726,8 @@ def test_lab_state_parses_the_lab_log_only_when_it_changed(tui_lab, monkeypatch)
     lab, ids = tui_lab
     state = LabState(lab)
     parses = []
-    list_runs = lab.list_runs
-    monkeypatch.setattr(lab, "list_runs", lambda: parses.append(1) or list_runs())
+    read_log = lab.read_log
+    monkeypatch.setattr(lab, "read_log", lambda: parses.append(1) or read_log())
     assert state.refresh()
     first = state.take_changes()
     assert first.log and first.added == set(ids.values()) and not first.removed

@@ -15,6 +15,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -341,8 +342,26 @@ class Lab:
                 orphan.unlink()
 
     def _table_rows(self, name: str) -> list[Document]:
+        return self._read_tables(name)[name]
+
+    def _read_tables(self, *names: str) -> dict[str, list[Document]]:
+        """These tables' rows from one read of the file (TinyDB reads it per table)."""
         with self._reading() as db:
-            return [] if db is None else db.table(name).all()
+            data = (db.storage.read() if db is not None else None) or {}
+        return {
+            name: [Document(row, doc_id=int(key)) for key, row in (data.get(name) or {}).items()]
+            for name in names
+        }
+
+    def read_log(self) -> LogContents:
+        """Runs, events, notes and sweeps from one read of the lab log (the TUI's poller)."""
+        tables = self._read_tables("runs", "events", "notes", "sweeps")
+        return LogContents(
+            runs=_runs_of(tables["runs"]),
+            events=_events_of(tables["events"]),
+            notes=_notes_of(tables["notes"]),
+            sweeps=_sweeps_of(tables["sweeps"]),
+        )
 
     # -- runs --------------------------------------------------------------------------
 
@@ -411,7 +430,7 @@ class Lab:
         return _run(row)
 
     def list_runs(self) -> list[RunRecord]:
-        return sorted((_run(row) for row in self._table_rows("runs")), key=lambda r: r.seq)
+        return _runs_of(self._table_rows("runs"))
 
     def resolve(self, ref: str) -> str:
         """Turn a user's reference (id, sequence number or id prefix) into a run id."""
@@ -480,8 +499,7 @@ class Lab:
         return SweepRecord.model_validate(row)
 
     def list_sweeps(self) -> list[SweepRecord]:
-        rows = self._table_rows("sweeps")
-        return sorted((SweepRecord.model_validate(row) for row in rows), key=lambda r: r.seq)
+        return _sweeps_of(self._table_rows("sweeps"))
 
     def resolve_sweep(self, ref: str) -> str:
         """A sweep's id from its id, its number or its name (the newest of that name)."""
@@ -553,12 +571,7 @@ class Lab:
 
     def notes(self, run_id: str | None = None) -> list[dict[str, Any]]:
         """Notes in time order: all of them, or those of one run."""
-        rows = [
-            _plain(row)
-            for row in self._table_rows("notes")
-            if run_id is None or row["run"] == run_id
-        ]
-        return sorted(rows, key=lambda n: (n["time"], n["id"]))
+        return _notes_of(self._table_rows("notes"), run_id)
 
     # -- events ------------------------------------------------------------------------
 
@@ -578,9 +591,7 @@ class Lab:
 
     def events(self, run_id: str | None = None) -> list[Event]:
         """Events ordered by step, then by the order they were recorded."""
-        rows = [row for row in self._table_rows("events") if run_id is None or row["run"] == run_id]
-        rows.sort(key=lambda row: (row["step"], row.doc_id))
-        return [Event.model_validate(dict(row)) for row in rows]
+        return _events_of(self._table_rows("events"), run_id)
 
     def delete_events(self, run_id: str, after_step: int) -> int:
         """Remove a run's events past ``after_step`` (a resume discards them)."""
@@ -627,6 +638,33 @@ class Lab:
             "events": len(tables.get("events", {})),
             "backups": [str(p) for p in sorted(self.root.glob("lablog.json.corrupt-*"))],
         }
+
+
+@dataclass(frozen=True)
+class LogContents:
+    runs: list[RunRecord]
+    events: list[Event]
+    notes: list[dict[str, Any]]
+    sweeps: list[SweepRecord]
+
+
+def _runs_of(rows: list[Document]) -> list[RunRecord]:
+    return sorted((_run(row) for row in rows), key=lambda r: r.seq)
+
+
+def _sweeps_of(rows: list[Document]) -> list[SweepRecord]:
+    return sorted((SweepRecord.model_validate(row) for row in rows), key=lambda r: r.seq)
+
+
+def _events_of(rows: list[Document], run_id: str | None = None) -> list[Event]:
+    rows = [row for row in rows if run_id is None or row["run"] == run_id]
+    rows.sort(key=lambda row: (row["step"], row.doc_id))
+    return [Event.model_validate(dict(row)) for row in rows]
+
+
+def _notes_of(rows: list[Document], run_id: str | None = None) -> list[dict[str, Any]]:
+    notes = [_plain(row) for row in rows if run_id is None or row["run"] == run_id]
+    return sorted(notes, key=lambda n: (n["time"], n["id"]))
 
 
 def _note_key(note: dict[str, Any]) -> tuple:

@@ -185,9 +185,9 @@ class LabState:
         old, events, notes = self.snapshot.views, self.snapshot.events, self.snapshot.notes
         records, marks, sweep_records = self._records, self._marks, self._sweep_records
         if log_read:
-            records = {record.id: record for record in self.lab.list_runs()}
-            events, notes = self.lab.events(), self.lab.notes()
-            sweep_records = self.lab.list_sweeps()
+            log = self.lab.read_log()  # one read of the file for all its tables
+            records = {record.id: record for record in log.runs}
+            events, notes, sweep_records = log.events, log.notes, log.sweeps
             marks = live.phase_marks(events)
         views = {
             run_id: self._view(record, marks.get(run_id), log_read)
