@@ -346,3 +346,18 @@ def test_every_planted_cell_is_placed(sweep_lab, wd):
     diagram = grid.build(state.snapshot.sweeps[sweep_id], "optim.lr", "optim.weight_decay", {})
     y = WDS.index(wd)
     assert all(len(diagram.point(x, y).runs) == 2 for x in range(len(LRS)))
+
+
+async def test_the_sweeps_screens_footers_show_help_and_quit_at_120_columns(sweep_lab):
+    from test_tui_runs import footer_shows
+
+    lab, sweep_id = sweep_lab
+    app = GrokApp(lab)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
+        await pilot.press("W")
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepsScreen), "the sweeps")
+        await footer_shows(pilot, {"?", "q"}, "on the sweeps list")
+        await pilot.press("escape")
+        await open_diagram(pilot, sweep_id)
+        await footer_shows(pilot, {"?", "q"}, "on the phase diagram")

@@ -9,14 +9,14 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from grokterm.lab.records import RunView
 from grokterm.sweep import diagram as grid
 from grokterm.sweep.control import SweepView
 from grokterm.sweep.report import axes_text, coord_text
 from grokterm.tui import bindings, messages
-from grokterm.tui.screens.base import GrokScreen, selected_key, sync_rows
+from grokterm.tui.screens.base import GrokFooter, GrokScreen, selected_key, sync_rows
 from grokterm.tui.screens.dialogs import MetricPicker
 from grokterm.tui.screens.runs import STATUS_STYLE, preview_text
 from grokterm.tui.state import LabChange, LabState
@@ -60,6 +60,7 @@ class SweepsScreen(GrokScreen):
         bindings.EXPORT,
         bindings.BACK,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState):
@@ -70,7 +71,7 @@ class SweepsScreen(GrokScreen):
         yield Header()
         yield DataTable(id="sweeps", cursor_type="row", zebra_stripes=True)
         yield Static("", id="sweeps-status")
-        yield Footer()
+        yield GrokFooter()
 
     def on_mount(self) -> None:
         self.title = "Sweeps"
@@ -127,6 +128,7 @@ class SweepScreen(GrokScreen):
         bindings.EXPORT,
         bindings.BACK,
         bindings.HELP,
+        bindings.QUIT,
     ]
 
     def __init__(self, state: LabState, sweep_id: str):
@@ -148,7 +150,7 @@ class SweepScreen(GrokScreen):
             yield PhaseDiagram(id="diagram")
             with VerticalScroll(id="sweep-side"):
                 yield Static("", id="sweep-side-text")
-        yield Footer()
+        yield GrokFooter()
 
     def on_resize(self) -> None:
         self.set_class(self.size.width < NARROW_BELOW, "-narrow")
