@@ -89,8 +89,12 @@ def stream_bytes(lab_dir: Path, run_id: str) -> int:
 async def open_monitor(lab_dir: Path, run_id: str, redraws: int) -> dict[str, float]:
     from grokterm.lab import Lab
     from grokterm.tui.app import GrokApp
+    from grokterm.tui.monitor_layout import DEFAULT_SLOTS, SlotContent
     from grokterm.tui.screens.monitor import MonitorScreen
     from grokterm.tui.widgets.chart import MetricChart
+
+    # The monitor's slots are numbered from 1; the loss chart is a default slot's.
+    LOSS_SLOT = f"#slot-{DEFAULT_SLOTS.index(SlotContent('chart', 'loss')) + 1}"
 
     app = GrokApp(Lab(lab_dir))
     async with app.run_test(size=(COLS, ROWS)) as pilot:
@@ -102,7 +106,7 @@ async def open_monitor(lab_dir: Path, run_id: str, redraws: int) -> dict[str, fl
         while chart is None or not drawn(chart):
             await asyncio.sleep(0.005)
             if isinstance(app.screen, MonitorScreen):
-                chart = app.screen.query_one("#chart-loss", MetricChart)
+                chart = app.screen.query_one(LOSS_SLOT, MetricChart)
         opened = time.perf_counter() - started
         times = []
         for _ in range(redraws + 1):
