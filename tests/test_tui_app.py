@@ -276,7 +276,7 @@ async def test_compare_warns_with_fewer_than_two_marked(tui_lab):
         await pilot.press("c")
         await select(pilot, ids["grok"])
         await pilot.press("space", "c")
-        await pilot.pause()
+        await wait_for(pilot, lambda: len(notices(messages, "warning")) == 2, "two warnings")
         warnings = notices(messages, "warning")
         assert len(warnings) == 2 and all("two or more" in w for w in warnings)
         assert isinstance(app.screen, RunsScreen)

@@ -185,7 +185,13 @@ async def test_a_damaged_layout_file_gives_the_default_slots_and_a_warning(recor
     async with app.run_test(size=SIZE, message_hook=sent.append) as pilot:
         screen = await monitor_of(pilot, run_id)
         assert titles(screen)[:5] == DEFAULT_TITLES and not screen.pins
-        assert any(w.startswith("Monitor layout: default slots") for w in warnings(sent))
+        # The warning is a message in the App's queue: on a busy machine it may not have been
+        # handled yet when the charts are drawn.
+        await wait_for(
+            pilot,
+            lambda: any(w.startswith("Monitor layout: default slots") for w in warnings(sent)),
+            "the layout warning",
+        )
         assert isinstance(app.screen, MonitorScreen)
 
 
@@ -197,12 +203,16 @@ async def test_a_lab_folder_that_refuses_the_layout_file_is_an_error_notice(reco
     async with app.run_test(size=SIZE, message_hook=sent.append) as pilot:
         screen = await monitor_of(pilot, run_id)
         await pilot.press("p")
-        errors = [
-            m.notification.message
-            for m in sent
-            if isinstance(m, Notify) and m.notification.severity == "error"
-        ]
-        assert errors and errors[0].startswith("Could not save the monitor layout")
+
+        def errors() -> list[str]:
+            return [
+                m.notification.message
+                for m in sent
+                if isinstance(m, Notify) and m.notification.severity == "error"
+            ]
+
+        await wait_for(pilot, errors, "the error notice")
+        assert errors()[0].startswith("Could not save the monitor layout")
         assert not screen.pins and "pinned" not in screen.charts()[5].title
 
 
