@@ -21,7 +21,7 @@ from grokterm.tui.app import GrokApp
 from grokterm.tui.screens.dialogs import HelpScreen
 from grokterm.tui.screens.monitor import MonitorScreen
 from grokterm.tui.screens.runs import RunsScreen
-from grokterm.tui.screens.sweeps import SweepScreen, SweepsScreen
+from grokterm.tui.screens.sweeps import SweepsScreen
 from grokterm.tui.series import Series
 from grokterm.tui.widgets.chart import Curve, Guide, Marker, MetricChart
 
@@ -216,16 +216,9 @@ def test_monitor_dashboard_narrow(snap_compare, recorded_lab):
 
 async def sweep_diagram_shown(pilot, keys: tuple[str, ...] = ()) -> None:
     """W, enter on the one sweep, then `keys`; waits for the diagram and its side panel."""
-    app = pilot.app
-    await wait_for(pilot, lambda: isinstance(app.screen, RunsScreen), "the runs screen")
-    await pilot.press("W")
-    await wait_for(pilot, lambda: isinstance(app.screen, SweepsScreen), "the sweeps screen")
-    table = app.screen.query_one("#sweeps", DataTable)
-    await wait_for(pilot, lambda: table.row_count == 1, "the sweep's row")
-    await pilot.press("enter")
-    await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), "the phase diagram")
-    screen = app.screen
-    await wait_for(pilot, lambda: screen.diagram is not None, "the diagram")
+    from test_tui_sweeps import open_diagram
+
+    screen = await open_diagram(pilot, "sweep-1")
     await pilot.press(*keys)
     side = screen.query_one("#sweep-side-text", Static)
     await wait_for(pilot, lambda: "optim.lr =" in str(side.content), "the side panel")
